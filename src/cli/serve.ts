@@ -1,0 +1,42 @@
+// `latch serve`: start the server, stop gracefully on SIGTERM/SIGINT (stop accepting, drain
+// in-flight requests, stop polling, close the store).
+import type { Config } from '../config.ts';
+import { openLatch } from '../compose.ts';
+import { buildApp } from '../server/app.ts';
+
+export async function serve(config: Config, version: string): Promise<number> {
+  const log = (message: string): void => void process.stderr.write(`latch: ${message}\n`);
+  const opened = await openLatch(config, { onError: (err) => log(`background error: ${(err as Error).message ?? String(err)}`) });
+  const app = await buildApp(opened.latch, { logLevel: config.logLevel, trustProxy: config.trustProxy, version });
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await opened.close();
+    throw err;
+  }
+  const address = app.server.address();
+  const where = typeof address === 'object' && address ? `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : String(address);
+  log(`listening on ${where} (issuer ${config.issuer}, store ${config.databaseUrl ? 'postgres' : `sqlite in ${config.dataDir}`})`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log(`${signal}: draining and shutting down`);
+      const force = setTimeout(() => {
+        log('shutdown took longer than 10 s; exiting');
+        resolve(1);
+      }, 10_000);
+      force.unref();
+      void (async () => {
+        await app.close();
+        await opened.close();
+        clearTimeout(force);
+        resolve(0);
+      })();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

@@ -1,0 +1,74 @@
+// The composition root: the one place that picks adapters from the configuration and wires
+// them into the core. PostgreSQL and Redis drivers load only when configured.
+import { join } from 'node:path';
+import type { Bus } from './bus/port.ts';
+import { MemoryBus } from './bus/memory.ts';
+import type { Config } from './config.ts';
+import { systemClock, type Clock } from './core/clock.ts';
+import { Latch, type LatchSettings } from './core/latch.ts';
+import { Sealer } from './core/seal.ts';
+import type { Store } from './store/port.ts';
+import { SqliteStore } from './store/sqlite/index.ts';
+import { ensureDataDir, loadMasterKey } from './data-dir.ts';
+
+export interface OpenOptions {
+  clock?: Clock;
+  /** start polling, pruning and the dummy hash (a server); false for one-shot CLI commands */
+  serve?: boolean;
+  onError?: (err: unknown) => void;
+}
+
+export function settingsFrom(config: Config): LatchSettings {
+  return {
+    issuer: config.issuer,
+    audience: config.audience,
+    accessTtl: config.accessTtl,
+    refreshTtl: config.refreshTtl,
+    sessionIdle: config.sessionIdle,
+    refreshReuseGrace: config.refreshReuseGrace,
+    signingAlg: config.signingAlg,
+    signup: config.signup,
+    stalenessBudget: config.stalenessBudget,
+    pollInterval: config.pollInterval,
+    hashConcurrency: config.hashConcurrency,
+    hashQueue: config.hashQueue,
+    auditRetention: config.auditRetention,
+  };
+}
+
+async function openStore(config: Config): Promise<Store> {
+  ensureDataDir(config.dataDir);
+  return new SqliteStore({ path: join(config.dataDir, 'latch.db') });
+}
+
+async function openBus(_config: Config): Promise<Bus> {
+  return new MemoryBus();
+}
+
+export interface Opened {
+  latch: Latch;
+  close(): Promise<void>;
+}
+
+/** Opens the store and bus, applies migrations, loads keys and (when serving) the revocation log. */
+export async function openLatch(config: Config, options: OpenOptions = {}): Promise<Opened> {
+  const clock = options.clock ?? systemClock;
+  const masterKey = loadMasterKey(config.masterKey, config.dataDir);
+  const store = await openStore(config);
+  const bus = await openBus(config);
+  const close = async (): Promise<void> => {
+    await latch.stop();
+    await bus.close();
+    await store.close();
+  };
+  const latch = new Latch({ store, bus, clock, masterKey, sealer: new Sealer(masterKey), settings: settingsFrom(config), ...(options.onError ? { onError: options.onError } : {}) });
+  try {
+    await store.migrate();
+    if (options.serve === false) await latch.keyRing.ensureActiveKey();
+    else await latch.start();
+  } catch (err) {
+    await close().catch(() => {});
+    throw err;
+  }
+  return { latch, close };
+}

@@ -1,0 +1,326 @@
+// The domain façade: every flow a user or operator can start (register, login, refresh,
+// logout, session listing and revocation, bearer authentication), each a short pipeline of
+// named steps over the store port, the key ring and the in-memory revocation state.
+import type { Bus } from '../bus/port.ts';
+import type { AuditInput, AuditType, RevocationRow, SessionRecord, Store, UserRecord } from '../store/port.ts';
+import type { Clock } from './clock.ts';
+import { LatchError } from './errors.ts';
+import { KeyRing } from './keyring.ts';
+import { PasswordHasher } from './passwords.ts';
+import { RefreshTokens } from './refresh-tokens.ts';
+import { RevocationSync } from './revocation.ts';
+import type { Sealer } from './seal.ts';
+import { deriveKey, randomId } from './secrets.ts';
+import { AccessTokens, CLOCK_TOLERANCE_S, type AccessClaims } from './tokens.ts';
+import type { SigningAlg } from './keyring.ts';
+import { usernameKey, validatePassword, validateUsername } from './username.ts';
+
+export interface LatchSettings {
+  issuer: string;
+  audience: string;
+  accessTtl: number;
+  refreshTtl: number;
+  sessionIdle: number;
+  refreshReuseGrace: number;
+  signingAlg: SigningAlg;
+  signup: 'open' | 'closed';
+  stalenessBudget: number;
+  pollInterval: number;
+  hashConcurrency: number;
+  hashQueue: number;
+  /** seconds an audit event is kept */
+  auditRetention: number;
+}
+
+export interface LatchDeps {
+  store: Store;
+  bus: Bus;
+  clock: Clock;
+  masterKey: Buffer;
+  sealer: Sealer;
+  settings: LatchSettings;
+  onError?: (err: unknown) => void;
+}
+
+/** Who is calling, as far as the transport can tell. */
+export interface RequestContext {
+  ip: string | null;
+  userAgent: string | null;
+}
+
+/** An authenticated caller, established from a bearer token with no I/O. */
+export interface Principal {
+  userId: string;
+  sessionId: string;
+  kid: string;
+  claims: AccessClaims;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  refresh_token: string;
+  refresh_expires_in: number;
+  session_id: string;
+}
+
+export type LogoutScope = 'session' | 'others' | 'all';
+
+export interface PublicUser {
+  id: string;
+  username: string;
+}
+
+const PRUNE_EVERY_MS = 60_000;
+const MAX_FIELD = 512;
+
+const clip = (value: string | null | undefined, max = MAX_FIELD): string | null => (value ? value.slice(0, max) : null);
+
+export class Latch {
+  readonly store: Store;
+  readonly keyRing: KeyRing;
+  readonly tokens: AccessTokens;
+  readonly revocations: RevocationSync;
+  readonly passwords: PasswordHasher;
+  readonly settings: LatchSettings;
+  private readonly refreshTokens: RefreshTokens;
+  readonly clock: Clock;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private readonly onError: (err: unknown) => void;
+
+  constructor(deps: LatchDeps) {
+    const s = deps.settings;
+    this.store = deps.store;
+    this.clock = deps.clock;
+    this.settings = s;
+    this.onError = deps.onError ?? (() => {});
+    this.keyRing = new KeyRing(deps.store, deps.sealer, s.signingAlg, deps.clock);
+    this.tokens = new AccessTokens(this.keyRing, { issuer: s.issuer, audience: s.audience, ttl: s.accessTtl, clock: deps.clock });
+    this.refreshTokens = new RefreshTokens(deriveKey(deps.masterKey, 'refresh-successor'));
+    this.passwords = new PasswordHasher({ concurrency: s.hashConcurrency, maxQueue: s.hashQueue });
+    this.revocations = new RevocationSync({
+      store: deps.store,
+      bus: deps.bus,
+      clock: deps.clock,
+      pollIntervalMs: s.pollInterval,
+      stalenessBudgetMs: s.stalenessBudget * 1000,
+      onApplied: (rows) => this.onRevocationsApplied(rows),
+      onError: this.onError,
+    });
+  }
+
+  /** Opens the key ring (creating the first key), loads the revocation log, starts polling. */
+  async start(): Promise<void> {
+    await this.keyRing.ensureActiveKey();
+    await this.revocations.start();
+    await this.passwords.warmUp();
+    this.pruneTimer = setInterval(() => void this.prune().catch(this.onError), PRUNE_EVERY_MS);
+    this.pruneTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    await this.revocations.stop();
+  }
+
+  async prune(): Promise<void> {
+    const now = this.clock.now();
+    await this.store.pruneExpired(now, this.settings.sessionIdle * 1000, now - this.settings.auditRetention * 1000);
+    this.revocations.prune();
+  }
+
+  private onRevocationsApplied(rows: RevocationRow[]): void {
+    if (rows.some((r) => r.kind === 'key')) void this.keyRing.load().catch(this.onError);
+  }
+
+  private audit(type: AuditType, ctx: RequestContext | null, fields: Partial<Pick<AuditInput, 'actor' | 'subject' | 'detail'>> = {}): AuditInput {
+    return {
+      type,
+      at: this.clock.now(),
+      actor: fields.actor ?? null,
+      subject: fields.subject ?? null,
+      ip: ctx?.ip ?? null,
+      userAgent: clip(ctx?.userAgent),
+      detail: fields.detail ?? null,
+    };
+  }
+
+  // ---- accounts ---------------------------------------------------------------------------
+
+  /** Creates an account. Admins are created from the CLI only. */
+  async register(input: { username: string; password: string }, ctx: RequestContext | null, options: { admin?: boolean; bypassSignup?: boolean } = {}): Promise<PublicUser> {
+    if (this.settings.signup === 'closed' && !options.bypassSignup) throw new LatchError('signup_closed');
+    const username = validateUsername(input.username);
+    const password = validatePassword(input.password);
+    const id = randomId();
+    const passwordHash = await this.passwords.hash(password);
+    const created = await this.store.createUser(
+      { id, username, usernameKey: usernameKey(username), passwordHash, isAdmin: options.admin ?? false, createdAt: this.clock.now() },
+      this.audit('user.created', ctx, { actor: id, subject: id, detail: options.admin ? { admin: true } : null }),
+    );
+    if (!created) throw new LatchError('username_taken');
+    return { id: created.id, username: created.username };
+  }
+
+  /** One password hash, whether or not the user exists; the same answer for both failures. */
+  async login(input: { username: string; password: string; device?: string | null }, ctx: RequestContext): Promise<TokenResponse> {
+    const user = await this.store.findUserByKey(usernameKey(input.username));
+    const ok = await this.passwords.verify(user?.passwordHash ?? null, input.password);
+    if (!user || !ok) {
+      await this.store.appendAudit(this.audit('login.failed', ctx, { subject: user?.id ?? null, detail: { reason: user ? 'wrong_password' : 'unknown_user' } }));
+      throw new LatchError('invalid_credentials');
+    }
+    return this.openSession(user, input.device ?? null, ctx);
+  }
+
+  private async openSession(user: UserRecord, device: string | null, ctx: RequestContext): Promise<TokenResponse> {
+    const now = this.clock.now();
+    const sessionId = randomId();
+    const access = this.tokens.issue({ sub: user.id, sid: sessionId });
+    const refresh = this.refreshTokens.create();
+    const session: Omit<SessionRecord, 'revokedAt'> = {
+      id: sessionId,
+      userId: user.id,
+      device: clip(device, 100),
+      ip: ctx.ip,
+      userAgent: clip(ctx.userAgent),
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt: now + this.settings.refreshTtl * 1000,
+      accessExpiresAt: this.accessExpiry(access.claims),
+    };
+    const result = await this.store.createSession(
+      session,
+      refresh.hash,
+      this.audit('login.succeeded', ctx, { actor: user.id, subject: user.id, detail: { session_id: sessionId } }),
+    );
+    if (result.kind !== 'created') {
+      // a lock or deletion committed between the password check and the session: same answer as a wrong password
+      await this.store.appendAudit(this.audit('login.failed', ctx, { subject: user.id, detail: { reason: result.kind } }));
+      throw new LatchError('invalid_credentials');
+    }
+    return this.tokenResponse(access.token, refresh.token, session);
+  }
+
+  /** When the last access token of a session stops being accepted anywhere: exp plus tolerance. */
+  private accessExpiry(claims: AccessClaims): number {
+    return (claims.exp + CLOCK_TOLERANCE_S) * 1000;
+  }
+
+  private tokenResponse(accessToken: string, refreshToken: string, session: Pick<SessionRecord, 'id' | 'expiresAt' | 'lastSeenAt'>): TokenResponse {
+    const now = this.clock.now();
+    const refreshEnd = Math.min(session.expiresAt, session.lastSeenAt + this.settings.sessionIdle * 1000);
+    return {
+      access_token: accessToken,
+      token_type: 'Bearer',
+      expires_in: this.settings.accessTtl,
+      refresh_token: refreshToken,
+      refresh_expires_in: Math.max(0, Math.floor((refreshEnd - now) / 1000)),
+      session_id: session.id,
+    };
+  }
+
+  // ---- sessions ---------------------------------------------------------------------------
+
+  /** Single-use rotation; a replay inside the grace window gets the same successor; other reuse revokes the session. */
+  async refresh(refreshToken: string, ctx: RequestContext): Promise<TokenResponse> {
+    if (!this.refreshTokens.isWellFormed(refreshToken)) throw new LatchError('invalid_grant');
+    const successor = this.refreshTokens.successor(refreshToken);
+    const presentedHash = this.refreshTokens.hash(refreshToken);
+    // the session id is not known before the lookup: sign after rotation, with the exp we promised
+    const now = this.clock.now();
+    const iat = Math.floor(now / 1000);
+    const expS = iat + this.settings.accessTtl;
+    const result = await this.store.rotateRefreshToken(
+      {
+        presentedHash,
+        successorHash: successor.hash,
+        now,
+        graceMs: this.settings.refreshReuseGrace * 1000,
+        idleMs: this.settings.sessionIdle * 1000,
+        accessExpiresAt: (expS + CLOCK_TOLERANCE_S) * 1000,
+        ip: ctx.ip,
+        userAgent: clip(ctx.userAgent),
+      },
+      this.audit('refresh.reused', ctx, { detail: { reason: 'refresh token presented after rotation' } }),
+    );
+    if (result.kind === 'invalid') throw new LatchError('invalid_grant');
+    if (result.kind === 'reused') {
+      this.revocations.applyLocal(result.revocations);
+      throw new LatchError('refresh_token_reused');
+    }
+    const access = this.tokens.issue({ sub: result.session.userId, sid: result.session.id, iat });
+    return this.tokenResponse(access.token, successor.token, result.session);
+  }
+
+  /**
+   * Verifies a bearer token: signature, claims, then the in-memory revocation state. No I/O.
+   * Fails closed (503) when the revocation state could not be confirmed within the budget.
+   */
+  authenticate(token: string): Principal {
+    const verified = this.tokens.verify(token);
+    if (!this.revocations.isFresh()) throw new LatchError('revocation_state_stale', { retryAfter: 1 });
+    const state = this.revocations.state;
+    if (state.isSessionRevoked(verified.claims.sid) || state.isKeyDisabled(verified.kid)) {
+      throw new LatchError('invalid_token', { cause: 'revoked' });
+    }
+    return { userId: verified.claims.sub, sessionId: verified.claims.sid, kid: verified.kid, claims: verified.claims };
+  }
+
+  async me(principal: Principal): Promise<PublicUser & { session_id: string }> {
+    const user = await this.store.findUserById(principal.userId);
+    if (!user) throw new LatchError('invalid_token', { cause: 'user gone' });
+    return { id: user.id, username: user.username, session_id: principal.sessionId };
+  }
+
+  /** Ends the caller's session, every other one, or all that exist at this moment. */
+  async logout(principal: Principal, scope: LogoutScope, ctx: RequestContext): Promise<number> {
+    const now = this.clock.now();
+    const audit = this.audit('logout', ctx, { actor: principal.userId, subject: principal.userId, detail: { scope, session_id: principal.sessionId } });
+    const rows =
+      scope === 'session'
+        ? await this.store.revokeSession({ sessionId: principal.sessionId, userId: principal.userId, now, audit })
+        : await this.store.revokeUserSessions({ userId: principal.userId, now, audit, ...(scope === 'others' ? { exceptSessionId: principal.sessionId } : {}) });
+    this.revocations.applyLocal(rows);
+    return rows.length;
+  }
+
+  async listSessions(principal: Principal): Promise<(SessionRecord & { current: boolean })[]> {
+    const sessions = await this.store.listLiveSessions(principal.userId, this.clock.now(), this.settings.sessionIdle * 1000);
+    return sessions.map((s) => ({ ...s, current: s.id === principal.sessionId }));
+  }
+
+  /** Revokes one of the caller's own sessions; another user's session is "not found". */
+  async revokeOwnSession(principal: Principal, sessionId: string, ctx: RequestContext): Promise<void> {
+    const rows = await this.store.revokeSession({
+      sessionId,
+      userId: principal.userId,
+      now: this.clock.now(),
+      audit: this.audit('session.revoked', ctx, { actor: principal.userId, subject: principal.userId, detail: { session_id: sessionId } }),
+    });
+    if (rows.length === 0) throw new LatchError('not_found', { detail: 'No such session' });
+    this.revocations.applyLocal(rows);
+  }
+
+  // ---- operator actions (CLI) ----------------------------------------------------------------
+
+  async findUser(username: string): Promise<UserRecord | null> {
+    return this.store.findUserByKey(usernameKey(username));
+  }
+
+  async listUserSessions(userId: string): Promise<SessionRecord[]> {
+    return this.store.listLiveSessions(userId, this.clock.now(), this.settings.sessionIdle * 1000);
+  }
+
+  /** An operator ends any session by id. Returns whether one was revoked. */
+  async revokeSessionById(sessionId: string, actor: string): Promise<boolean> {
+    const rows = await this.store.revokeSession({
+      sessionId,
+      now: this.clock.now(),
+      audit: this.audit('session.revoked', null, { actor, detail: { session_id: sessionId } }),
+    });
+    this.revocations.applyLocal(rows);
+    return rows.length > 0;
+  }
+}

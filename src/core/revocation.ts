@@ -1,0 +1,223 @@
+// The live part of the revocation log, held in memory and checked on every authenticated
+// request with no I/O (DESIGN.md points 3 to 6), and the sync loop that keeps it current.
+import type { Bus } from '../bus/port.ts';
+import type { RevocationHead, RevocationRow, Store } from '../store/port.ts';
+import type { Clock } from './clock.ts';
+
+/**
+ * Revoked session ids and disabled key ids. A session entry is dropped at its expiry: by then
+ * every access token it could cover has expired too, so memory stays bounded by
+ * (revocation rate × access-token TTL).
+ */
+export class RevocationState {
+  /** session id → expiry in whole seconds (a small integer, so V8 stores it inline) */
+  private readonly sessions = new Map<string, number>();
+  private readonly keys = new Set<string>();
+
+  isSessionRevoked(sid: string): boolean {
+    return this.sessions.has(sid);
+  }
+
+  isKeyDisabled(kid: string): boolean {
+    return this.keys.has(kid);
+  }
+
+  get size(): number {
+    return this.sessions.size + this.keys.size;
+  }
+
+  get disabledKeys(): ReadonlySet<string> {
+    return this.keys;
+  }
+
+  /** Idempotent: applying a row twice changes nothing. */
+  apply(row: Pick<RevocationRow, 'kind' | 'target' | 'expiresAt'>, nowMs: number): void {
+    if (row.kind === 'key') {
+      this.keys.add(row.target);
+    } else if (row.expiresAt !== null && row.expiresAt > nowMs) {
+      this.sessions.set(row.target, Math.ceil(row.expiresAt / 1000));
+    }
+  }
+
+  /** Drops session entries whose tokens have all expired. */
+  prune(nowMs: number): number {
+    const nowS = Math.floor(nowMs / 1000);
+    let dropped = 0;
+    for (const [sid, expiresS] of this.sessions) {
+      if (expiresS <= nowS) {
+        this.sessions.delete(sid);
+        dropped += 1;
+      }
+    }
+    return dropped;
+  }
+
+  clear(): void {
+    this.sessions.clear();
+    this.keys.clear();
+  }
+}
+
+export interface RevocationSyncOptions {
+  store: Store;
+  bus: Bus;
+  clock: Clock;
+  /** ms between reads of the log's high-water mark */
+  pollIntervalMs: number;
+  /** ms without a confirmed high-water mark after which the state is stale */
+  stalenessBudgetMs: number;
+  /** called after rows are applied (key rows let the key ring reload) */
+  onApplied?: (rows: RevocationRow[]) => void;
+  onError?: (err: unknown) => void;
+}
+
+const PAGE = 10_000;
+
+/**
+ * Keeps a RevocationState equal to the store's log. The poll of the high-water mark is the
+ * mechanism; bus wake-ups only make it run sooner. A change of log_id (store replaced or
+ * restored) or a head behind our cursor triggers a full resynchronisation.
+ */
+export class RevocationSync {
+  private current = new RevocationState();
+  private logId: string | null = null;
+  private cursor = 0;
+  /** ms at which the store's head was last confirmed */
+  private confirmedAt = -Infinity;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private unsubscribe: (() => void) | null = null;
+  private stopped = false;
+
+  constructor(private readonly options: RevocationSyncOptions) {}
+
+  get state(): RevocationState {
+    return this.current;
+  }
+
+  /** Loads the whole live log (a restart forgets nothing), then starts polling. */
+  async start(): Promise<void> {
+    await this.syncOnce();
+    this.unsubscribe = this.options.bus.subscribe((seq) => {
+      if (seq > this.cursor) this.wake();
+    });
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.unsubscribe?.();
+    await this.running;
+  }
+
+  /** True while the head was confirmed within the staleness budget. */
+  isFresh(nowMs = this.options.clock.now()): boolean {
+    return nowMs - this.confirmedAt <= this.options.stalenessBudgetMs;
+  }
+
+  get lastConfirmedAt(): number {
+    return this.confirmedAt;
+  }
+
+  get position(): { logId: string | null; seq: number } {
+    return { logId: this.logId, seq: this.cursor };
+  }
+
+  /**
+   * Applies rows this process just committed, before the response leaves, so the node that
+   * revoked refuses the token on the very next request. The cursor does not move: rows other
+   * writers committed in between are still read by the next sync.
+   */
+  applyLocal(rows: RevocationRow[]): void {
+    if (rows.length === 0) return;
+    const now = this.options.clock.now();
+    for (const row of rows) this.state.apply(row, now);
+    this.options.onApplied?.(rows);
+    const last = rows[rows.length - 1]!.seq;
+    void this.options.bus.publish(last).catch((err: unknown) => this.options.onError?.(err));
+    this.wake();
+  }
+
+  /** Runs a sync now (coalesced with one already running). */
+  wake(): Promise<void> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.syncOnce();
+        } while (this.again && !this.stopped);
+      } catch (err) {
+        this.options.onError?.(err);
+      } finally {
+        this.running = null;
+      }
+    })();
+    return this.running;
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      void this.wake().finally(() => this.schedule());
+    }, this.options.pollIntervalMs);
+    this.timer.unref();
+  }
+
+  private async syncOnce(): Promise<void> {
+    const { store, clock } = this.options;
+    const head: RevocationHead = await store.revocationHead();
+    if (head.logId !== this.logId || head.lastSeq < this.cursor) {
+      await this.resync(head);
+    } else {
+      await this.catchUp(head.lastSeq);
+    }
+    this.confirmedAt = clock.now();
+  }
+
+  private async catchUp(target: number): Promise<void> {
+    const { store, clock } = this.options;
+    while (this.cursor < target) {
+      const rows = await store.readRevocations(this.cursor, PAGE, clock.now());
+      if (rows.length === 0) {
+        // every row up to target has expired and been pruned
+        this.cursor = target;
+        break;
+      }
+      const now = clock.now();
+      for (const row of rows) this.current.apply(row, now);
+      this.cursor = rows[rows.length - 1]!.seq;
+      this.options.onApplied?.(rows);
+    }
+  }
+
+  /** Reads the whole live log into a new state and swaps it in, so no reader sees a partial snapshot. */
+  private async resync(head: RevocationHead): Promise<void> {
+    const { store, clock } = this.options;
+    const next = new RevocationState();
+    let cursor = 0;
+    const all: RevocationRow[] = [];
+    for (;;) {
+      const rows = await store.readRevocations(cursor, PAGE, clock.now());
+      const now = clock.now();
+      for (const row of rows) next.apply(row, now);
+      all.push(...rows.filter((r) => r.kind === 'key'));
+      if (rows.length > 0) cursor = rows[rows.length - 1]!.seq;
+      if (rows.length < PAGE) break;
+    }
+    this.current = next;
+    this.logId = head.logId;
+    this.cursor = Math.max(cursor, head.lastSeq);
+    if (all.length > 0) this.options.onApplied?.(all);
+  }
+
+  /** Drops expired entries from memory. */
+  prune(): number {
+    return this.state.prune(this.options.clock.now());
+  }
+}

@@ -1,0 +1,81 @@
+// Builds the Fastify application around a started Latch: limits, logging with redaction,
+// problem+json errors, security headers and the route groups.
+import Fastify, { type FastifyServerOptions } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Latch } from '../core/latch.ts';
+import type { App } from './app-types.ts';
+import { buildOpenApi, collectRoutes } from './openapi.ts';
+import { clientErrorHandler, installProblemHandlers } from './problems.ts';
+import { authRoutes } from './routes/auth.ts';
+import { operationRoutes } from './routes/operations.ts';
+import { sessionRoutes } from './routes/sessions.ts';
+import { userRoutes } from './routes/users.ts';
+
+export interface AppOptions {
+  logLevel?: string;
+  /** LATCH_TRUST_PROXY: "true", a hop count, or a comma-separated list of addresses/CIDRs */
+  trustProxy?: string | undefined;
+  version?: string;
+}
+
+export const BODY_LIMIT = 64 * 1024;
+export const HEADER_LIMIT = 16 * 1024;
+
+/** Fastify's trustProxy from LATCH_TRUST_PROXY. */
+export function trustProxyOption(value: string | undefined): FastifyServerOptions['trustProxy'] {
+  if (!value) return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) {
+    const hops = Number(value);
+    return (_address: string, hop: number) => hop < hops;
+  }
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+export async function buildApp(latch: Latch, options: AppOptions = {}): Promise<App> {
+  const app = Fastify({
+    logger:
+      options.logLevel === 'silent' || options.logLevel === undefined
+        ? false
+        : {
+            level: options.logLevel,
+            redact: {
+              paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]', 'req.body.password', 'req.body.refresh_token'],
+              censor: '[redacted]',
+            },
+          },
+    bodyLimit: BODY_LIMIT,
+    routerOptions: { maxParamLength: 200 },
+    http: { maxHeaderSize: HEADER_LIMIT },
+    trustProxy: trustProxyOption(options.trustProxy),
+    clientErrorHandler,
+    requestIdHeader: false,
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>() as App;
+
+  app.decorateRequest('principal', null);
+  installProblemHandlers(app);
+  app.addHook('onSend', async (_request, reply) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    if (!reply.hasHeader('content-security-policy')) reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
+  });
+
+  const routes = collectRoutes(app);
+  userRoutes(app, latch);
+  authRoutes(app, latch);
+  sessionRoutes(app, latch);
+  operationRoutes(app, latch);
+
+  let openapi: Record<string, unknown> | null = null;
+  app.get('/openapi.json', { config: { hidden: true } as never }, async () => {
+    openapi ??= buildOpenApi(routes, { issuer: latch.settings.issuer, version: options.version ?? '0' });
+    return openapi;
+  });
+  await app.ready();
+  return app;
+}

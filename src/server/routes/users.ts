@@ -1,0 +1,37 @@
+// Accounts: sign-up and "who am I".
+import { Type } from 'typebox';
+import type { Latch } from '../../core/latch.ts';
+import type { App } from '../app-types.ts';
+import { BEARER_ERRORS, principalOf, requestContext, requireBearer } from '../context.ts';
+import { Password, User, Username } from '../schemas.ts';
+
+export function userRoutes(app: App, latch: Latch): void {
+  app.post(
+    '/v1/users',
+    {
+      schema: {
+        summary: 'Create an account',
+        body: Type.Object({ username: Username, password: Password }, { additionalProperties: false }),
+        response: { 201: User },
+      },
+      config: { errors: ['invalid_request', 'username_taken', 'signup_closed', 'overloaded'] },
+    },
+    async (request, reply) => {
+      const user = await latch.register(request.body, requestContext(request));
+      return reply.code(201).send(user);
+    },
+  );
+
+  app.get(
+    '/v1/me',
+    {
+      schema: {
+        summary: 'The calling user and session',
+        response: { 200: Type.Object({ id: Type.String(), username: Type.String(), session_id: Type.String() }) },
+      },
+      config: { auth: 'bearer', errors: BEARER_ERRORS },
+      onRequest: requireBearer(latch),
+    },
+    async (request) => latch.me(principalOf(request)),
+  );
+}

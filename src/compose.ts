@@ -41,8 +41,11 @@ async function openStore(config: Config): Promise<Store> {
   return new SqliteStore({ path: join(config.dataDir, 'latch.db') });
 }
 
-async function openBus(_config: Config): Promise<Bus> {
-  return new MemoryBus();
+async function openBus(config: Config): Promise<Bus> {
+  if (config.redisUrl === undefined) return new MemoryBus();
+  // Loaded only when configured, so the embedded default never pulls in ioredis.
+  const { RedisBus } = await import('./bus/redis/index.ts');
+  return RedisBus.open({ url: config.redisUrl });
 }
 
 export interface Opened {

@@ -12,6 +12,7 @@ export const ERRORS = {
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   username_taken: { status: 409, title: 'That username is taken' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
+  uri_too_long: { status: 414, title: 'The request URI is too long' },
   unsupported_media_type: { status: 415, title: 'The request body must be application/json' },
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   server_error: { status: 500, title: 'Internal server error' },

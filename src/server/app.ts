@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Latch } from '../core/latch.ts';
 import type { App } from './app-types.ts';
 import { buildOpenApi, collectRoutes } from './openapi.ts';
-import { clientErrorHandler, installProblemHandlers } from './problems.ts';
+import { clientErrorHandler, installProblemHandlers, sendProblem } from './problems.ts';
 import { authRoutes } from './routes/auth.ts';
 import { operationRoutes } from './routes/operations.ts';
 import { sessionRoutes } from './routes/sessions.ts';
@@ -52,12 +52,22 @@ export async function buildApp(latch: Latch, options: AppOptions = {}): Promise<
     http: { maxHeaderSize: HEADER_LIMIT },
     trustProxy: trustProxyOption(options.trustProxy),
     clientErrorHandler,
+    frameworkErrors: (err, request, reply) => void sendProblem(request, reply, err),
     requestIdHeader: false,
     return503OnClosing: true,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>() as App;
 
   app.decorateRequest('principal', null);
+  // JSON only: a text/plain body is 415, not a string that fails validation
+  app.removeContentTypeParser('text/plain');
+  // an empty JSON body is no body (DELETE and logout from clients that always send the header)
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, undefined);
+    return parseJson(request, body.toString(), done);
+  });
   installProblemHandlers(app);
   app.addHook('onSend', async (_request, reply) => {
     reply.header('x-content-type-options', 'nosniff');

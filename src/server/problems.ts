@@ -38,6 +38,10 @@ function fromFastify(err: FastifyError): LatchError {
       return new LatchError('invalid_request', { detail: 'the body is empty; send a JSON object' });
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return new LatchError('invalid_request', { detail: 'the body is not valid JSON' });
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new LatchError('uri_too_long');
+    case 'FST_ERR_BAD_URL':
+      return new LatchError('invalid_request', { detail: 'the URL is malformed' });
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new LatchError('invalid_request', { detail: 'Content-Length does not match the body' });
   }

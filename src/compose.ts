@@ -41,11 +41,11 @@ async function openStore(config: Config): Promise<Store> {
   return new SqliteStore({ path: join(config.dataDir, 'latch.db') });
 }
 
-async function openBus(config: Config): Promise<Bus> {
+async function openBus(config: Config, onError: ((err: unknown) => void) | undefined): Promise<Bus> {
   if (config.redisUrl === undefined) return new MemoryBus();
   // Loaded only when configured, so the embedded default never pulls in ioredis.
   const { RedisBus } = await import('./bus/redis/index.ts');
-  return RedisBus.open({ url: config.redisUrl });
+  return RedisBus.open({ url: config.redisUrl, ...(onError ? { onError } : {}) });
 }
 
 export interface Opened {
@@ -58,7 +58,7 @@ export async function openLatch(config: Config, options: OpenOptions = {}): Prom
   const clock = options.clock ?? systemClock;
   const masterKey = loadMasterKey(config.masterKey, config.dataDir);
   const store = await openStore(config);
-  const bus = await openBus(config);
+  const bus = await openBus(config, options.onError);
   const close = async (): Promise<void> => {
     await latch.stop();
     await bus.close();

@@ -9,7 +9,6 @@ export const ERRORS = {
   refresh_token_reused: { status: 401, title: 'The refresh token was already used; the session is now revoked' },
   signup_closed: { status: 403, title: 'Sign-up is closed on this server' },
   not_found: { status: 404, title: 'No such resource' },
-  method_not_allowed: { status: 405, title: 'Method not allowed' },
   username_taken: { status: 409, title: 'That username is taken' },
   payload_too_large: { status: 413, title: 'The request body is too large' },
   uri_too_long: { status: 414, title: 'The request URI is too long' },

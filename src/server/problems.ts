@@ -50,7 +50,6 @@ function fromFastify(err: FastifyError): LatchError {
   }
   const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
   if (status === 404) return new LatchError('not_found');
-  if (status === 405) return new LatchError('method_not_allowed');
   if (status === 413) return new LatchError('payload_too_large');
   if (status === 415) return new LatchError('unsupported_media_type');
   if (status >= 400 && status < 500) return new LatchError('invalid_request');

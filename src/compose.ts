@@ -37,6 +37,11 @@ export function settingsFrom(config: Config): LatchSettings {
 }
 
 async function openStore(config: Config): Promise<Store> {
+  if (config.databaseUrl) {
+    // loaded here, not at the top: a SQLite-only install never loads the pg driver
+    const { PostgresStore } = await import('./store/postgres/index.ts');
+    return new PostgresStore({ connectionString: config.databaseUrl });
+  }
   ensureDataDir(config.dataDir);
   return new SqliteStore({ path: join(config.dataDir, 'latch.db') });
 }

@@ -42,7 +42,7 @@ describe('GET /openapi.json', () => {
       ['/.well-known/jwks.json', 'get'],
       ['/healthz', 'get'],
       ['/readyz', 'get'],
-    ]) {
+    ] as const) {
       assert.ok(doc.paths[path]?.[method], `${method} ${path}`);
     }
     const login = doc.paths['/v1/login']!.post!.responses;

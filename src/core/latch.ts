@@ -130,8 +130,26 @@ export class Latch {
     this.revocations.prune();
   }
 
+  private readonly revocationListeners = new Set<(rows: RevocationRow[]) => void>();
+
+  /**
+   * Calls `listener` whenever revocation rows reach this node's memory (its own, or read from
+   * the store). Feeds use it as a wake-up and read the store from their own cursor.
+   */
+  onRevocations(listener: (rows: RevocationRow[]) => void): () => void {
+    this.revocationListeners.add(listener);
+    return () => this.revocationListeners.delete(listener);
+  }
+
   private onRevocationsApplied(rows: RevocationRow[]): void {
     if (rows.some((r) => r.kind === 'key')) void this.keyRing.load().catch(this.onError);
+    for (const listener of this.revocationListeners) {
+      try {
+        listener(rows);
+      } catch (err) {
+        this.onError(err);
+      }
+    }
   }
 
   private audit(type: AuditType, ctx: RequestContext | null, fields: Partial<Pick<AuditInput, 'actor' | 'subject' | 'detail'>> = {}): AuditInput {
@@ -275,7 +293,7 @@ export class Latch {
   }
 
   /** Ends the caller's session, every other one, or all that exist at this moment. */
-  async logout(principal: Principal, scope: LogoutScope, ctx: RequestContext): Promise<number> {
+  async logout(principal: Pick<Principal, 'userId' | 'sessionId'>, scope: LogoutScope, ctx: RequestContext): Promise<number> {
     const now = this.clock.now();
     const audit = this.audit('logout', ctx, { actor: principal.userId, subject: principal.userId, detail: { scope, session_id: principal.sessionId } });
     const rows =
@@ -284,6 +302,18 @@ export class Latch {
         : await this.store.revokeUserSessions({ userId: principal.userId, now, audit, ...(scope === 'others' ? { exceptSessionId: principal.sessionId } : {}) });
     this.revocations.applyLocal(rows);
     return rows.length;
+  }
+
+  /**
+   * Logout authenticated by a refresh token alone (cookie mode: the tab's access token may have
+   * expired). An unknown or dead token changes nothing; the caller clears its cookie either way.
+   */
+  async logoutWithRefreshToken(refreshToken: string, scope: LogoutScope, ctx: RequestContext): Promise<number> {
+    if (!this.refreshTokens.isWellFormed(refreshToken)) return 0;
+    const session = await this.store.findSessionByRefreshHash(this.refreshTokens.hash(refreshToken));
+    if (!session || session.revokedAt !== null) return 0;
+    const principal = { userId: session.userId, sessionId: session.id };
+    return this.logout(principal, scope, ctx);
   }
 
   async listSessions(principal: Principal): Promise<(SessionRecord & { current: boolean })[]> {

@@ -149,6 +149,60 @@ export interface RevokeUserSessionsInput {
   audit?: AuditInput;
 }
 
+/** A resource server's credential (`latch clients add`): the secret is stored only as a hash. */
+export interface ClientRecord {
+  id: string;
+  name: string;
+  /** SHA-256 of the secret */
+  secretHash: Buffer;
+  createdAt: number;
+}
+
+export interface LockUserInput {
+  userId: string;
+  /** ms; login and refresh are refused until then */
+  lockedUntil: number;
+  now: number;
+  audit?: AuditInput;
+}
+
+export interface SetPasswordInput {
+  userId: string;
+  passwordHash: string;
+  /** this session stays live (a user changing their own password); absent: every session ends */
+  exceptSessionId?: string;
+  now: number;
+  audit?: AuditInput;
+}
+
+/** Failed-login counter state for one key (a device, a username, an IP). */
+export interface ThrottleState {
+  failures: number;
+  /** ms; attempts are refused until then (0: not blocked) */
+  blockedUntil: number;
+  /** ms; the state is forgotten after this */
+  expiresAt: number;
+}
+
+/** How failures turn into a block: the same rule for every backend (SQL or Redis). */
+export interface ThrottlePolicy {
+  /** failures before the first block */
+  threshold: number;
+  /** the state is forgotten this long after the last failure */
+  windowMs: number;
+  /** the first block; each further failure doubles it */
+  baseBlockMs: number;
+  maxBlockMs: number;
+}
+
+/** The one definition of the rule every adapter applies inside its transaction. */
+export function nextThrottleState(previous: ThrottleState | null, now: number, policy: ThrottlePolicy): ThrottleState {
+  const failures = (previous && previous.expiresAt > now ? previous.failures : 0) + 1;
+  const over = failures - policy.threshold;
+  const blockedUntil = over >= 0 ? now + Math.min(policy.baseBlockMs * 2 ** Math.min(over, 30), policy.maxBlockMs) : 0;
+  return { failures, blockedUntil, expiresAt: Math.max(now + policy.windowMs, blockedUntil) };
+}
+
 export interface PruneResult {
   revocations: number;
   sessions: number;
@@ -180,6 +234,8 @@ export interface Store {
   rotateRefreshToken(input: RotateInput, reuseAudit: AuditInput): Promise<RotateResult>;
 
   getSession(id: string): Promise<SessionRecord | null>;
+  /** The session a refresh token (current or already rotated) belongs to, or null. */
+  findSessionByRefreshHash(hash: Buffer): Promise<SessionRecord | null>;
   /** Sessions not revoked, not past their absolute end, not idle for longer than idleMs. */
   listLiveSessions(userId: string, now: number, idleMs: number): Promise<SessionRecord[]>;
 
@@ -201,6 +257,46 @@ export interface Store {
   listSigningKeys(): Promise<SigningKeyRecord[]>;
   /** Inserts the key as the active one unless an active key exists. Returns whether it was inserted. */
   insertFirstSigningKey(key: SigningKeyRecord): Promise<boolean>;
+
+  /** Inserts a key (state next or verify) as it is. */
+  insertSigningKey(key: SigningKeyRecord): Promise<void>;
+  /**
+   * Makes `kid` the active key: the current active key becomes verify-only with retiredAt=now.
+   * Idempotent: returns false when `kid` is already active or is not a next key.
+   */
+  activateSigningKey(kid: string, now: number): Promise<boolean>;
+  /**
+   * Disables keys at once through the log (one `key` row each, never expiring), in one
+   * transaction; with revokeSessions, every live session of every user is revoked too.
+   */
+  disableSigningKeys(kids: string[], now: number, revokeSessions: boolean, audit?: AuditInput): Promise<RevocationRow[]>;
+  /** Drops a verify-only key from the ring once every token it signed has expired. */
+  deleteSigningKey(kid: string): Promise<void>;
+  /** A lease named `name` held by `holder` until now+ttlMs; true when acquired (or renewed by the same holder). */
+  tryLease(name: string, holder: string, ttlMs: number, now: number): Promise<boolean>;
+  releaseLease(name: string, holder: string): Promise<void>;
+
+  /** Sets locked_until and revokes every live session of the user, in one transaction; null: no such user. */
+  lockUser(input: LockUserInput): Promise<RevocationRow[] | null>;
+  /** Clears locked_until; false: no such user. */
+  unlockUser(userId: string, audit?: AuditInput): Promise<boolean>;
+  /** Replaces the password hash and revokes sessions (all, or all but one), in one transaction; null: no such user. */
+  setPassword(input: SetPasswordInput): Promise<RevocationRow[] | null>;
+  /** Revokes every session of the user, then deletes the user, in one transaction; null: no such user. */
+  deleteUser(userId: string, now: number, audit?: AuditInput): Promise<RevocationRow[] | null>;
+
+  /** false when the name is taken */
+  createClient(client: ClientRecord, audit?: AuditInput): Promise<boolean>;
+  findClientById(id: string): Promise<ClientRecord | null>;
+  listClients(): Promise<ClientRecord[]>;
+  /** false when no client has that name */
+  removeClient(name: string, audit?: AuditInput): Promise<boolean>;
+
+  /** The counter's state, or null when absent or expired. */
+  getThrottle(key: string, now: number): Promise<ThrottleState | null>;
+  /** Atomically counts one failure under the policy (see nextThrottleState), so concurrent failures are all counted. */
+  recordThrottleFailure(key: string, now: number, policy: ThrottlePolicy): Promise<ThrottleState>;
+  clearThrottle(key: string): Promise<void>;
 
   appendAudit(event: AuditInput): Promise<void>;
   /** Events with id > afterId, oldest first. */

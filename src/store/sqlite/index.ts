@@ -6,6 +6,11 @@ import { randomBytes } from 'node:crypto';
 import type {
   AuditEvent,
   AuditInput,
+  ClientRecord,
+  LockUserInput,
+  SetPasswordInput,
+  ThrottlePolicy,
+  ThrottleState,
   CreateSessionResult,
   NewSession,
   NewUser,
@@ -21,6 +26,7 @@ import type {
   Store,
   UserRecord,
 } from '../port.ts';
+import { nextThrottleState } from '../port.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 type Row = Record<string, unknown>;
@@ -57,6 +63,19 @@ const toKey = (r: Row): SigningKeyRecord => ({
   createdAt: r.created_at as number,
   activatedAt: (r.activated_at as number | null) ?? null,
   retiredAt: (r.retired_at as number | null) ?? null,
+});
+
+const toClient = (r: Row): ClientRecord => ({
+  id: r.id as string,
+  name: r.name as string,
+  secretHash: r.secret_hash as Buffer,
+  createdAt: r.created_at as number,
+});
+
+const toThrottle = (r: Row): ThrottleState => ({
+  failures: r.failures as number,
+  blockedUntil: r.blocked_until as number,
+  expiresAt: r.expires_at as number,
 });
 
 const toRevocation = (r: Row): RevocationRow => ({
@@ -206,6 +225,11 @@ export class SqliteStore implements Store {
     return r ? toSession(r) : null;
   }
 
+  async findSessionByRefreshHash(hash: Buffer): Promise<SessionRecord | null> {
+    const r = this.db.prepare('SELECT s.* FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?').get(hash) as Row | undefined;
+    return r ? toSession(r) : null;
+  }
+
   async listLiveSessions(userId: string, now: number, idleMs: number): Promise<SessionRecord[]> {
     return (
       this.db
@@ -246,10 +270,7 @@ export class SqliteStore implements Store {
 
   async revokeUserSessions(input: RevokeUserSessionsInput): Promise<RevocationRow[]> {
     return this.tx(() => {
-      const sessions = (
-        this.db.prepare('SELECT * FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ? ORDER BY created_at, id').all(input.userId, input.exceptSessionId ?? null) as Row[]
-      ).map(toSession);
-      const rows = this.revokeSessionRows(sessions, input.now);
+      const rows = this.revokeSessionRows(this.liveSessionsOf(input.userId, input.exceptSessionId), input.now);
       this.audit(input.audit);
       return rows;
     });
@@ -287,6 +308,162 @@ export class SqliteStore implements Store {
     });
   }
 
+  async insertSigningKey(key: SigningKeyRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO signing_keys (kid, alg, state, public_jwk, sealed_private_key, created_at, activated_at, retired_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(key.kid, key.alg, key.state, key.publicJwk, key.sealedPrivateKey, key.createdAt, key.activatedAt, key.retiredAt);
+  }
+
+  async activateSigningKey(kid: string, now: number): Promise<boolean> {
+    return this.tx(() => {
+      const next = this.db.prepare("SELECT 1 FROM signing_keys WHERE kid = ? AND state = 'next'").get(kid);
+      if (!next) return false;
+      this.db.prepare("UPDATE signing_keys SET state = 'verify', retired_at = ? WHERE state = 'active'").run(now);
+      this.db.prepare("UPDATE signing_keys SET state = 'active', activated_at = ? WHERE kid = ?").run(now, kid);
+      return true;
+    });
+  }
+
+  async disableSigningKeys(kids: string[], now: number, revokeSessions: boolean, audit?: AuditInput): Promise<RevocationRow[]> {
+    return this.tx(() => {
+      const targets = kids.filter((kid) => this.db.prepare("SELECT 1 FROM signing_keys WHERE kid = ? AND state <> 'disabled'").get(kid));
+      const rows: RevocationRow[] = [];
+      if (targets.length > 0) {
+        const head = this.db.prepare('UPDATE revocation_head SET last_seq = last_seq + ? WHERE id = 1 RETURNING last_seq').get(targets.length) as Row;
+        let seq = (head.last_seq as number) - targets.length;
+        for (const kid of targets) {
+          seq += 1;
+          this.db.prepare("UPDATE signing_keys SET state = 'disabled', retired_at = COALESCE(retired_at, ?) WHERE kid = ?").run(now, kid);
+          this.db.prepare("INSERT INTO revocations (seq, kind, target, expires_at, created_at) VALUES (?, 'key', ?, NULL, ?)").run(seq, kid, now);
+          rows.push({ seq, kind: 'key', target: kid, expiresAt: null });
+        }
+      }
+      if (revokeSessions) {
+        const live = (this.db.prepare('SELECT * FROM sessions WHERE revoked_at IS NULL ORDER BY created_at, id').all() as Row[]).map(toSession);
+        rows.push(...this.revokeSessionRows(live, now));
+      }
+      this.audit(audit);
+      return rows;
+    });
+  }
+
+  async deleteSigningKey(kid: string): Promise<void> {
+    this.db.prepare("DELETE FROM signing_keys WHERE kid = ? AND state = 'verify'").run(kid);
+  }
+
+  async tryLease(name: string, holder: string, ttlMs: number, now: number): Promise<boolean> {
+    return this.tx(() => {
+      const r = this.db.prepare('SELECT holder, expires_at FROM leases WHERE name = ?').get(name) as Row | undefined;
+      if (r && r.holder !== holder && (r.expires_at as number) > now) return false;
+      this.db
+        .prepare('INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at')
+        .run(name, holder, now + ttlMs);
+      return true;
+    });
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    this.db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder);
+  }
+
+  async lockUser(input: LockUserInput): Promise<RevocationRow[] | null> {
+    return this.tx(() => {
+      const changed = this.db.prepare('UPDATE users SET locked_until = ? WHERE id = ?').run(input.lockedUntil, input.userId).changes;
+      if (changed === 0) return null;
+      const rows = this.revokeSessionRows(this.liveSessionsOf(input.userId), input.now);
+      this.audit(input.audit);
+      return rows;
+    });
+  }
+
+  async unlockUser(userId: string, audit?: AuditInput): Promise<boolean> {
+    return this.tx(() => {
+      const changed = this.db.prepare('UPDATE users SET locked_until = NULL WHERE id = ?').run(userId).changes;
+      if (changed > 0) this.audit(audit);
+      return changed > 0;
+    });
+  }
+
+  async setPassword(input: SetPasswordInput): Promise<RevocationRow[] | null> {
+    return this.tx(() => {
+      const changed = this.db.prepare('UPDATE users SET password_hash = ? WHERE id = ?').run(input.passwordHash, input.userId).changes;
+      if (changed === 0) return null;
+      const rows = this.revokeSessionRows(this.liveSessionsOf(input.userId, input.exceptSessionId), input.now);
+      this.audit(input.audit);
+      return rows;
+    });
+  }
+
+  async deleteUser(userId: string, now: number, audit?: AuditInput): Promise<RevocationRow[] | null> {
+    return this.tx(() => {
+      const exists = this.db.prepare('SELECT 1 FROM users WHERE id = ?').get(userId);
+      if (!exists) return null;
+      const rows = this.revokeSessionRows(this.liveSessionsOf(userId), now);
+      this.db.prepare('DELETE FROM users WHERE id = ?').run(userId);
+      this.audit(audit);
+      return rows;
+    });
+  }
+
+  private liveSessionsOf(userId: string, exceptSessionId?: string): SessionRecord[] {
+    return (
+      this.db.prepare('SELECT * FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ? ORDER BY created_at, id').all(userId, exceptSessionId ?? null) as Row[]
+    ).map(toSession);
+  }
+
+  async createClient(client: ClientRecord, audit?: AuditInput): Promise<boolean> {
+    return this.tx(() => {
+      const inserted = this.db
+        .prepare('INSERT INTO clients (id, name, secret_hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(client.id, client.name, client.secretHash, client.createdAt).changes;
+      if (inserted > 0) this.audit(audit);
+      return inserted > 0;
+    });
+  }
+
+  async findClientById(id: string): Promise<ClientRecord | null> {
+    const r = this.db.prepare('SELECT * FROM clients WHERE id = ?').get(id) as Row | undefined;
+    return r ? toClient(r) : null;
+  }
+
+  async listClients(): Promise<ClientRecord[]> {
+    return (this.db.prepare('SELECT * FROM clients ORDER BY name').all() as Row[]).map(toClient);
+  }
+
+  async removeClient(name: string, audit?: AuditInput): Promise<boolean> {
+    return this.tx(() => {
+      const removed = this.db.prepare('DELETE FROM clients WHERE name = ?').run(name).changes;
+      if (removed > 0) this.audit(audit);
+      return removed > 0;
+    });
+  }
+
+  async getThrottle(key: string, now: number): Promise<ThrottleState | null> {
+    const r = this.db.prepare('SELECT * FROM throttles WHERE key = ? AND expires_at > ?').get(key, now) as Row | undefined;
+    return r ? toThrottle(r) : null;
+  }
+
+  async recordThrottleFailure(key: string, now: number, policy: ThrottlePolicy): Promise<ThrottleState> {
+    return this.tx(() => {
+      const r = this.db.prepare('SELECT * FROM throttles WHERE key = ?').get(key) as Row | undefined;
+      const next = nextThrottleState(r ? toThrottle(r) : null, now, policy);
+      this.db
+        .prepare(
+          `INSERT INTO throttles (key, failures, blocked_until, expires_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, blocked_until = excluded.blocked_until, expires_at = excluded.expires_at`,
+        )
+        .run(key, next.failures, next.blockedUntil, next.expiresAt);
+      return next;
+    });
+  }
+
+  async clearThrottle(key: string): Promise<void> {
+    this.db.prepare('DELETE FROM throttles WHERE key = ?').run(key);
+  }
+
   async appendAudit(event: AuditInput): Promise<void> {
     this.audit(event);
   }
@@ -314,6 +491,8 @@ export class SqliteStore implements Store {
         )
         .run(now, now, idleMs, now).changes;
       const audit = this.db.prepare('DELETE FROM audit_events WHERE at < ?').run(auditBefore).changes;
+      this.db.prepare('DELETE FROM throttles WHERE expires_at <= ?').run(now);
+      this.db.prepare('DELETE FROM leases WHERE expires_at <= ?').run(now);
       return { revocations, sessions, audit };
     });
   }

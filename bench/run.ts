@@ -1,0 +1,97 @@
+// `npm run bench [-- SUITE]`: runs a benchmark suite (core by default, `all` for every one), prints
+// its tables and rewrites bench/RESULTS.md with the figures of this run.
+import { writeFileSync } from 'node:fs';
+import { cpus, platform, release, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { coreParts, type Part } from './core.ts';
+import { renderMarkdown, renderText, type Section } from './report.ts';
+
+const SUITES: Record<string, { summary: string; parts: Part[] }> = {
+  core: { summary: 'the src/core goals of DESIGN.md: per-request check, login, revocation memory', parts: coreParts },
+};
+
+const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
+
+function usage(): string {
+  const lines = ['usage: npm run bench [-- SUITE]', '', 'suites:'];
+  for (const [name, suite] of Object.entries(SUITES)) {
+    lines.push(`  ${name.padEnd(8)}${suite.summary}${name === 'core' ? ' (default)' : ''}`);
+    for (const part of suite.parts) lines.push(`    ${part.name.padEnd(8)}${part.summary}`);
+  }
+  lines.push(`  ${'all'.padEnd(8)}every suite`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** The parts a name selects: a suite, one part of a suite, or all; null when it names nothing. */
+function select(name: string): Part[] | null {
+  if (name === 'all') return Object.values(SUITES).flatMap((s) => s.parts);
+  const suite = SUITES[name];
+  if (suite) return suite.parts;
+  const part = Object.values(SUITES)
+    .flatMap((s) => s.parts)
+    .find((p) => p.name === name);
+  return part ? [part] : null;
+}
+
+function machine(): { cpu: string; cores: number; node: string; os: string; memory: string } {
+  const list = cpus();
+  return {
+    cpu: list[0]?.model.trim() ?? 'unknown',
+    cores: list.length,
+    node: `${process.version} (V8 ${process.versions.v8})`,
+    os: `${platform()} ${release()}`,
+    memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+  };
+}
+
+async function main(args: string[]): Promise<number> {
+  if (args[0] === '-h' || args[0] === '--help') {
+    process.stdout.write(usage());
+    return 0;
+  }
+  const name = args[0] ?? 'core';
+  const parts = args.length <= 1 ? select(name) : null;
+  if (!parts) {
+    process.stderr.write(`unknown suite: ${args.join(' ')}\n\n${usage()}`);
+    return 2;
+  }
+  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
+    process.stderr.write('the benchmarks need node --expose-gc: run them with npm run bench\n');
+    return 2;
+  }
+
+  const m = machine();
+  const started = new Date();
+  const command = args.length === 0 ? 'npm run bench' : `npm run bench -- ${name}`;
+  process.stdout.write(`Latch benchmarks: ${name}\n${m.cpu}, ${m.cores} cores; Node ${m.node}; ${m.os}\n${started.toISOString()}\n`);
+
+  const progress = (line: string): void => void process.stderr.write(`${line}\n`);
+  const sections: Section[] = [];
+  for (const part of parts) {
+    progress(`running ${part.name}…`);
+    const t0 = performance.now();
+    const section = await part.run(progress);
+    progress(`  ${part.name} took ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    sections.push(section);
+    process.stdout.write(renderText([section]));
+  }
+
+  const seconds = (Date.now() - started.getTime()) / 1000;
+  const header = [
+    '# Benchmark results',
+    '',
+    `Written by \`${command}\` (bench/run.ts); every run overwrites this file. Figures are from one run, not asserted.`,
+    '',
+    `- Date: ${started.toISOString()} (run took ${seconds.toFixed(0)} s)`,
+    `- CPU: ${m.cpu}, ${m.cores} logical cores, ${m.memory} RAM`,
+    `- Node: ${m.node}`,
+    `- OS: ${m.os}`,
+    `- Reproduce: \`${command}\``,
+    '',
+  ];
+  writeFileSync(RESULTS, `${header.join('\n')}\n${renderMarkdown(sections)}`);
+  process.stdout.write(`\nwrote ${RESULTS} (${seconds.toFixed(0)} s)\n`);
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));

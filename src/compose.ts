@@ -33,6 +33,14 @@ export function settingsFrom(config: Config): LatchSettings {
     hashConcurrency: config.hashConcurrency,
     hashQueue: config.hashQueue,
     auditRetention: config.auditRetention,
+    lockDuration: config.lockDuration,
+    keyRotation: config.keyRotation,
+    throttle: {
+      deviceFailures: config.throttleDeviceFailures,
+      userFailures: config.throttleUserFailures,
+      ipFailures: config.throttleIpFailures,
+      maxDelay: config.throttleMaxDelay,
+    },
   };
 }
 

@@ -41,6 +41,16 @@ export interface Config {
   readonly hashQueue: number;
   /** seconds an audit event is kept */
   readonly auditRetention: number;
+  /** seconds a lock lasts when no end is given */
+  readonly lockDuration: number;
+  /** failures per hour a known device may make for its account */
+  readonly throttleDeviceFailures: number;
+  /** failures in a row from unknown devices before a username is throttled */
+  readonly throttleUserFailures: number;
+  /** failures from one IP (IPv6: one /64) within 15 min before it is throttled */
+  readonly throttleIpFailures: number;
+  /** seconds: the longest Retry-After a throttle answers */
+  readonly throttleMaxDelay: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
@@ -174,6 +184,11 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   hashConcurrency: { env: 'LATCH_HASH_CONCURRENCY', parse: int(1, 64), default: 4 },
   hashQueue: { env: 'LATCH_HASH_QUEUE', parse: int(0, 10_000), default: 64 },
   auditRetention: { env: 'LATCH_AUDIT_RETENTION', parse: parseDuration, default: 90 * 86400 },
+  lockDuration: { env: 'LATCH_LOCK_DURATION', parse: parseDuration, default: 86400 },
+  throttleDeviceFailures: { env: 'LATCH_THROTTLE_DEVICE_FAILURES', parse: int(1, 10_000), default: 10 },
+  throttleUserFailures: { env: 'LATCH_THROTTLE_USER_FAILURES', parse: int(1, 10_000), default: 5 },
+  throttleIpFailures: { env: 'LATCH_THROTTLE_IP_FAILURES', parse: int(1, 1_000_000), default: 100 },
+  throttleMaxDelay: { env: 'LATCH_THROTTLE_MAX_DELAY', parse: int(1, 86400), default: 900 },
   logLevel: { env: 'LATCH_LOG_LEVEL', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), default: 'info' },
 };
 

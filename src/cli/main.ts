@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, type Config } from '../config.ts';
+import { loadConfig, parseDuration, type Config } from '../config.ts';
 import { ConfigError, LatchError } from '../core/errors.ts';
 import { openLatch } from '../compose.ts';
 import { serve } from './serve.ts';
@@ -15,8 +15,17 @@ Commands:
   serve                              run the server (default)
   users add <username> [--admin]     create a user (password from stdin, or a prompt on a TTY)
   users list                         list users
+  users lock <username> [--for 24h | --until ISO] [--reason TEXT]
+                                     end every session now and refuse login and refresh until then
+  users unlock <username>            lift a lock early
+  users set-password <username>      set a new password (from stdin or a prompt); every session ends
+  users delete <username>            delete a user; everything of the user is revoked at once
   sessions list <username>           list a user's live sessions
   sessions revoke <session-id>       end a session (a running server refuses its tokens within the poll interval)
+  keys list                          the signing keys and their states
+  keys rotate [--emergency [--revoke-sessions]]
+                                     scheduled: publish a next key that signs after the lead time;
+                                     emergency: a new key signs now and the old ones are disabled at once
 
 Configuration: LATCH_* environment variables or --config FILE (see docs/configuration.md).`;
 
@@ -38,7 +47,38 @@ async function withLatch<T>(config: Config, fn: (latch: Awaited<ReturnType<typeo
   }
 }
 
-async function users(config: Config, args: string[], flags: { admin: boolean }): Promise<number> {
+interface Flags {
+  admin: boolean;
+  for?: string | undefined;
+  until?: string | undefined;
+  reason?: string | undefined;
+  emergency: boolean;
+  revokeSessions: boolean;
+}
+
+async function keys(config: Config, args: string[], flags: Flags): Promise<number> {
+  const [sub] = args;
+  if (sub === 'list') {
+    const list = await withLatch(config, async (latch) => latch.keyRing.list());
+    const at = (ms: number | null): string => (ms === null ? '-' : new Date(ms).toISOString());
+    for (const k of list) out(`${k.kid}\t${k.alg}\t${k.state}\tcreated ${at(k.createdAt)}\tactive from ${at(k.activatedAt)}\tretired ${at(k.retiredAt)}`);
+    return 0;
+  }
+  if (sub === 'rotate') {
+    if (flags.revokeSessions && !flags.emergency) throw new UsageError('--revoke-sessions needs --emergency');
+    const started = Date.now();
+    const result = await withLatch(config, (latch) => latch.admin.rotateKeys({ emergency: flags.emergency, revokeSessions: flags.revokeSessions }, 'cli'));
+    out(`new key ${result.kid} signs from ${new Date(result.activeFrom).toISOString()}`);
+    if (result.disabled.length > 0) out(`disabled at once: ${result.disabled.join(', ')}`);
+    const sessions = result.revocations.filter((r) => r.kind === 'session').length;
+    if (sessions > 0) out(`${sessions} session(s) ended`);
+    out(`took ${Date.now() - started} ms`);
+    return 0;
+  }
+  throw new UsageError(`unknown keys command ${JSON.stringify(sub ?? '')}`);
+}
+
+async function users(config: Config, args: string[], flags: Flags): Promise<number> {
   const [sub, name] = args;
   if (sub === 'add') {
     if (!name) throw new UsageError('users add needs a username');
@@ -49,7 +89,39 @@ async function users(config: Config, args: string[], flags: { admin: boolean }):
   }
   if (sub === 'list') {
     const list = await withLatch(config, (latch) => latch.store.listUsers());
-    for (const u of list) out(`${u.username}\t${u.id}\t${u.isAdmin ? 'admin' : 'user'}\t${new Date(u.createdAt).toISOString()}`);
+    const now = Date.now();
+    for (const u of list) {
+      const lock = u.lockedUntil !== null && u.lockedUntil > now ? `\tlocked until ${new Date(u.lockedUntil).toISOString()}` : '';
+      out(`${u.username}\t${u.id}\t${u.isAdmin ? 'admin' : 'user'}\t${new Date(u.createdAt).toISOString()}${lock}`);
+    }
+    return 0;
+  }
+  if (!name) throw new UsageError(`users ${sub ?? ''} needs a username`);
+  if (sub === 'lock') {
+    if (flags.for !== undefined && flags.until !== undefined) throw new UsageError('give --for or --until, not both');
+    const until = flags.until !== undefined ? Date.parse(flags.until) : undefined;
+    if (until !== undefined && Number.isNaN(until)) throw new UsageError('--until must be an ISO 8601 date-time, e.g. 2026-12-31T23:00:00Z');
+    const seconds = flags.for !== undefined ? parseDuration(flags.for, '--for') : undefined;
+    const locked = await withLatch(config, (latch) =>
+      latch.admin.lockUser(name, { ...(seconds !== undefined ? { seconds } : {}), ...(until !== undefined ? { until } : {}), ...(flags.reason ? { reason: flags.reason } : {}) }, 'cli', null),
+    );
+    out(`locked ${locked.username} until ${new Date(locked.lockedUntil).toISOString()}; every session ended`);
+    return 0;
+  }
+  if (sub === 'unlock') {
+    await withLatch(config, (latch) => latch.admin.unlockUser(name, 'cli', null));
+    out(`unlocked ${name}`);
+    return 0;
+  }
+  if (sub === 'set-password') {
+    const password = await readPassword(`New password for ${name}: `);
+    const ended = await withLatch(config, (latch) => latch.admin.resetPassword(name, password, 'cli', null));
+    out(`password of ${name} set; ${ended} session(s) ended`);
+    return 0;
+  }
+  if (sub === 'delete') {
+    const ended = await withLatch(config, (latch) => latch.admin.deleteUser(name, 'cli', null));
+    out(`deleted ${name}; ${ended} session(s) ended`);
     return 0;
   }
   throw new UsageError(`unknown users command ${JSON.stringify(sub ?? '')}`);
@@ -91,7 +163,17 @@ export async function main(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: 'string' }, admin: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } },
+      options: {
+        config: { type: 'string' },
+        admin: { type: 'boolean', default: false },
+        for: { type: 'string' },
+        until: { type: 'string' },
+        reason: { type: 'string' },
+        emergency: { type: 'boolean', default: false },
+        'revoke-sessions': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
     });
   } catch (err) {
     process.stderr.write(`latch: ${(err as Error).message}\n\n${USAGE}\n`);
@@ -101,13 +183,23 @@ export async function main(argv: string[]): Promise<number> {
   if (values.help) return out(USAGE), 0;
   if (values.version) return out(version()), 0;
   const [command = 'serve', ...rest] = positionals;
+  const flags: Flags = {
+    admin: values.admin ?? false,
+    for: values.for,
+    until: values.until,
+    reason: values.reason,
+    emergency: values.emergency ?? false,
+    revokeSessions: values['revoke-sessions'] ?? false,
+  };
   try {
     const config = loadConfig({ file: values.config ?? process.env.LATCH_CONFIG, warn: (m) => process.stderr.write(`latch: warning: ${m}\n`) });
     switch (command) {
       case 'serve':
         return await serve(config, version());
       case 'users':
-        return await users(config, rest, { admin: values.admin ?? false });
+        return await users(config, rest, flags);
+      case 'keys':
+        return await keys(config, rest, flags);
       case 'sessions':
         return await sessions(config, rest);
       default:

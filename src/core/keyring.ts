@@ -19,6 +19,11 @@ export interface VerificationKey {
   kid: string;
   alg: SigningAlg;
   state: KeyState;
+  createdAt: number;
+  /** ms: when it became, or becomes, the signing key */
+  activatedAt: number | null;
+  /** ms: when it stopped signing */
+  retiredAt: number | null;
   publicKey: KeyObject;
   /** node:crypto digest name for crypto.verify (null for EdDSA) */
   digest: string | null;
@@ -86,6 +91,7 @@ export function createSigningKeyRecord(alg: SigningAlg, sealer: Sealer, nowMs: n
 export class KeyRing {
   private byKid = new Map<string, VerificationKey>();
   private active: SigningKey | null = null;
+  private next: SigningKey | null = null;
   private listeners: (() => void)[] = [];
 
   constructor(
@@ -103,11 +109,22 @@ export class KeyRing {
     const records = await this.store.listSigningKeys();
     const byKid = new Map<string, VerificationKey>();
     let active: SigningKey | null = null;
+    let next: SigningKey | null = null;
     for (const r of records) {
       if (!(ALGS as string[]).includes(r.alg)) continue;
       const alg = r.alg as SigningAlg;
       const jwk = JSON.parse(r.publicJwk) as PublicJwk;
-      const key: VerificationKey = { kid: r.kid, alg, state: r.state, publicKey: createPublicKey({ key: jwk, format: 'jwk' }), jwk, ...algParams(alg) };
+      const key: VerificationKey = {
+        kid: r.kid,
+        alg,
+        state: r.state,
+        createdAt: r.createdAt,
+        activatedAt: r.activatedAt,
+        retiredAt: r.retiredAt,
+        publicKey: createPublicKey({ key: jwk, format: 'jwk' }),
+        jwk,
+        ...algParams(alg),
+      };
       byKid.set(r.kid, key);
       if (r.state === 'disabled') continue;
       const der = this.sealer.open(r.sealedPrivateKey, r.kid);
@@ -116,10 +133,15 @@ export class KeyRing {
           `the master key cannot open the stored signing key ${r.kid}: every node on one database needs the same LATCH_MASTER_KEY (or a copy of the same master.key file)`,
         );
       }
-      if (r.state === 'active') active = { ...key, privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }) };
+      if (r.state === 'active' || r.state === 'next') {
+        const signing = { ...key, privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }) };
+        if (r.state === 'active') active = signing;
+        else if (!next || (signing.activatedAt ?? 0) > (next.activatedAt ?? 0)) next = signing;
+      }
     }
     this.byKid = byKid;
     this.active = active;
+    this.next = next;
     for (const listener of this.listeners) listener();
   }
 
@@ -137,9 +159,23 @@ export class KeyRing {
     this.listeners.push(listener);
   }
 
+  /**
+   * The key to sign with now: the active one, or the next one once its activation time has
+   * come (every node switches at that instant, before the store records the promotion).
+   */
   signingKey(): SigningKey {
+    const next = this.next;
+    if (next && next.activatedAt !== null && next.activatedAt <= this.clock.now()) return next;
     if (!this.active) throw new Error('the key ring has no active key');
     return this.active;
+  }
+
+  activeKey(): SigningKey | null {
+    return this.active;
+  }
+
+  nextKey(): SigningKey | null {
+    return this.next;
   }
 
   /** A key that may verify tokens: never a disabled one. */

@@ -14,6 +14,9 @@ import { deriveKey, randomId } from './secrets.ts';
 import { AccessTokens, CLOCK_TOLERANCE_S, type AccessClaims } from './tokens.ts';
 import type { SigningAlg } from './keyring.ts';
 import { usernameKey, validatePassword, validateUsername } from './username.ts';
+import { DeviceTokens, LoginThrottle, type ThrottleCounters, type ThrottleSettings } from './throttle.ts';
+import { KeyRotation } from './rotation.ts';
+import { Administration } from './admin.ts';
 
 export interface LatchSettings {
   issuer: string;
@@ -30,6 +33,11 @@ export interface LatchSettings {
   hashQueue: number;
   /** seconds an audit event is kept */
   auditRetention: number;
+  /** seconds a lock lasts when no end is given */
+  lockDuration: number;
+  /** seconds between scheduled key rotations */
+  keyRotation: number;
+  throttle: ThrottleSettings;
 }
 
 export interface LatchDeps {
@@ -39,6 +47,8 @@ export interface LatchDeps {
   masterKey: Buffer;
   sealer: Sealer;
   settings: LatchSettings;
+  /** failure counters shared by every node (Redis); default: the store */
+  throttleCounters?: ThrottleCounters;
   onError?: (err: unknown) => void;
 }
 
@@ -67,12 +77,28 @@ export interface TokenResponse {
 
 export type LogoutScope = 'session' | 'others' | 'all';
 
+export interface LoginInput {
+  username: string;
+  password: string;
+  /** a name for the device, shown in the sessions list */
+  device?: string | null;
+  /** the signed device token of an earlier login (cookie or body) */
+  deviceToken?: string | null;
+}
+
+export interface LoginResult extends TokenResponse {
+  /** proof that this device has logged in to this account: keeps its own throttling allowance */
+  device_token: string;
+}
+
 export interface PublicUser {
   id: string;
   username: string;
 }
 
 const PRUNE_EVERY_MS = 60_000;
+/** how often each node reloads the key ring and runs the rotation step (well under the lead time) */
+const ROTATION_TICK_MS = 10_000;
 const MAX_FIELD = 512;
 
 const clip = (value: string | null | undefined, max = MAX_FIELD): string | null => (value ? value.slice(0, max) : null);
@@ -84,9 +110,14 @@ export class Latch {
   readonly revocations: RevocationSync;
   readonly passwords: PasswordHasher;
   readonly settings: LatchSettings;
+  readonly rotation: KeyRotation;
+  readonly admin: Administration;
   private readonly refreshTokens: RefreshTokens;
+  private readonly deviceTokens: DeviceTokens;
+  private readonly throttle: LoginThrottle;
   readonly clock: Clock;
   private pruneTimer: NodeJS.Timeout | null = null;
+  private rotationTimer: NodeJS.Timeout | null = null;
   private readonly onError: (err: unknown) => void;
 
   constructor(deps: LatchDeps) {
@@ -99,6 +130,14 @@ export class Latch {
     this.tokens = new AccessTokens(this.keyRing, { issuer: s.issuer, audience: s.audience, ttl: s.accessTtl, clock: deps.clock });
     this.refreshTokens = new RefreshTokens(deriveKey(deps.masterKey, 'refresh-successor'));
     this.passwords = new PasswordHasher({ concurrency: s.hashConcurrency, maxQueue: s.hashQueue });
+    this.deviceTokens = new DeviceTokens(deriveKey(deps.masterKey, 'device-token'));
+    this.throttle = new LoginThrottle(deps.throttleCounters ?? deps.store, s.throttle);
+    this.rotation = new KeyRotation(deps.store, this.keyRing, deps.sealer, deps.clock, {
+      alg: s.signingAlg,
+      period: s.keyRotation,
+      stalenessBudget: s.stalenessBudget,
+      accessTtl: s.accessTtl,
+    });
     this.revocations = new RevocationSync({
       store: deps.store,
       bus: deps.bus,
@@ -108,6 +147,15 @@ export class Latch {
       onApplied: (rows) => this.onRevocationsApplied(rows),
       onError: this.onError,
     });
+    this.admin = new Administration({
+      store: deps.store,
+      clock: deps.clock,
+      passwords: this.passwords,
+      revocations: this.revocations,
+      rotation: this.rotation,
+      lockDuration: s.lockDuration,
+      audit: (type, ctx, fields) => this.audit(type, ctx, fields),
+    });
   }
 
   /** Opens the key ring (creating the first key), loads the revocation log, starts polling. */
@@ -115,12 +163,16 @@ export class Latch {
     await this.keyRing.ensureActiveKey();
     await this.revocations.start();
     await this.passwords.warmUp();
+    await this.rotation.tick();
     this.pruneTimer = setInterval(() => void this.prune().catch(this.onError), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
+    this.rotationTimer = setInterval(() => void this.rotation.tick().catch(this.onError), ROTATION_TICK_MS);
+    this.rotationTimer.unref();
   }
 
   async stop(): Promise<void> {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    if (this.rotationTimer) clearInterval(this.rotationTimer);
     await this.revocations.stop();
   }
 
@@ -181,15 +233,39 @@ export class Latch {
     return { id: created.id, username: created.username };
   }
 
-  /** One password hash, whether or not the user exists; the same answer for both failures. */
-  async login(input: { username: string; password: string; device?: string | null }, ctx: RequestContext): Promise<TokenResponse> {
-    const user = await this.store.findUserByKey(usernameKey(input.username));
+  /**
+   * Throttle check, then one password hash whether or not the user exists, then the lock:
+   * unknown users, wrong passwords and locked accounts seen from unknown devices all get the
+   * same answer. A device that has logged in to the account before is told about a lock.
+   */
+  async login(input: LoginInput, ctx: RequestContext): Promise<LoginResult> {
+    const now = this.clock.now();
+    const key = usernameKey(input.username);
+    const user = await this.store.findUserByKey(key);
+    const claimed = this.deviceTokens.verify(input.deviceToken);
+    const device = claimed && user && claimed.userId === user.id ? claimed : null;
+    const verdict = await this.throttle.check(key, device, ctx.ip, now);
+    if (verdict.blocked) {
+      await this.store.appendAudit(this.audit('login.throttled', ctx, { subject: user?.id ?? null, detail: { scope: verdict.scope, retry_after: verdict.retryAfter } }));
+      throw new LatchError('too_many_attempts', { retryAfter: verdict.retryAfter, detail: `Too many failed attempts; try again in ${verdict.retryAfter} s` });
+    }
     const ok = await this.passwords.verify(user?.passwordHash ?? null, input.password);
-    if (!user || !ok) {
-      await this.store.appendAudit(this.audit('login.failed', ctx, { subject: user?.id ?? null, detail: { reason: user ? 'wrong_password' : 'unknown_user' } }));
+    const locked = user !== null && user.lockedUntil !== null && user.lockedUntil > now;
+    if (!user || !ok || (locked && !device)) {
+      await this.throttle.recordFailure(key, device, ctx.ip, now);
+      const reason = !user ? 'unknown_user' : !ok ? 'wrong_password' : 'locked';
+      await this.store.appendAudit(this.audit('login.failed', ctx, { subject: user?.id ?? null, detail: { reason, known_device: device !== null } }));
       throw new LatchError('invalid_credentials');
     }
-    return this.openSession(user, input.device ?? null, ctx);
+    if (locked) throw this.lockedError(user.lockedUntil!);
+    await this.throttle.recordSuccess(key, device);
+    const tokens = await this.openSession(user, input.device ?? null, ctx);
+    return { ...tokens, device_token: this.deviceTokens.issue(user.id, device?.deviceId).token };
+  }
+
+  private lockedError(lockedUntil: number): LatchError {
+    const until = new Date(lockedUntil).toISOString();
+    return new LatchError('account_locked', { detail: `The account is locked until ${until}`, extra: { locked_until: until } });
   }
 
   private async openSession(user: UserRecord, device: string | null, ctx: RequestContext): Promise<TokenResponse> {
@@ -214,7 +290,7 @@ export class Latch {
       this.audit('login.succeeded', ctx, { actor: user.id, subject: user.id, detail: { session_id: sessionId } }),
     );
     if (result.kind !== 'created') {
-      // a lock or deletion committed between the password check and the session: same answer as a wrong password
+      // a lock or deletion committed between the password check and the session: no session slips through
       await this.store.appendAudit(this.audit('login.failed', ctx, { subject: user.id, detail: { reason: result.kind } }));
       throw new LatchError('invalid_credentials');
     }

@@ -1,6 +1,7 @@
 // Builds the Fastify application around a started Latch: limits, logging with redaction,
 // problem+json errors, security headers and the route groups.
 import Fastify, { type FastifyServerOptions } from 'fastify';
+import cookie from '@fastify/cookie';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Latch } from '../core/latch.ts';
 import type { App } from './app-types.ts';
@@ -9,7 +10,8 @@ import { clientErrorHandler, installProblemHandlers, sendProblem } from './probl
 import { authRoutes } from './routes/auth.ts';
 import { operationRoutes } from './routes/operations.ts';
 import { sessionRoutes } from './routes/sessions.ts';
-import { userRoutes } from './routes/users.ts';
+import { passwordRoutes, userRoutes } from './routes/users.ts';
+import { adminRoutes } from './routes/admin.ts';
 
 export interface AppOptions {
   logLevel?: string;
@@ -59,6 +61,7 @@ export async function buildApp(latch: Latch, options: AppOptions = {}): Promise<
   }).withTypeProvider<TypeBoxTypeProvider>() as App;
 
   app.decorateRequest('principal', null);
+  await app.register(cookie);
   // JSON only: a text/plain body is 415, not a string that fails validation
   app.removeContentTypeParser('text/plain');
   // an empty JSON body is no body (DELETE and logout from clients that always send the header)
@@ -77,6 +80,8 @@ export async function buildApp(latch: Latch, options: AppOptions = {}): Promise<
 
   const routes = collectRoutes(app);
   userRoutes(app, latch);
+  passwordRoutes(app, latch);
+  adminRoutes(app, latch);
   authRoutes(app, latch);
   sessionRoutes(app, latch);
   operationRoutes(app, latch);

@@ -46,3 +46,14 @@ export function principalOf(request: FastifyRequest): Principal {
 }
 
 export const BEARER_ERRORS: ErrorCode[] = ['invalid_token', 'revocation_state_stale'];
+
+/** onRequest hook for admin routes: a valid bearer token whose user the store says is an admin. */
+export function requireAdmin(latch: Latch) {
+  const bearer = requireBearer(latch);
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    await bearer(request, reply);
+    await latch.admin.requireAdmin(principalOf(request).userId);
+  };
+}
+
+export const ADMIN_ERRORS: ErrorCode[] = [...BEARER_ERRORS, 'forbidden'];

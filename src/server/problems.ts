@@ -71,7 +71,7 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, err: u
   if (e.status >= 500 && e.code === 'server_error') request.log.error({ err: (e.cause as Error) ?? err }, 'unhandled error');
   else if (e.cause !== undefined) request.log.debug({ code: e.code, cause: String(e.cause instanceof Error ? e.cause.message : e.cause) }, 'request refused');
   if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
-  if (e.status === 401 && request.routeOptions.config.auth === 'bearer') reply.header('www-authenticate', BEARER_CHALLENGE);
+  if (e.code === 'invalid_token' && request.routeOptions.config.auth === 'bearer') reply.header('www-authenticate', BEARER_CHALLENGE);
   const extra = { ...(e.retryAfter !== undefined ? { retry_after: e.retryAfter } : {}), ...e.extra };
   return reply
     .code(e.status)

@@ -39,3 +39,8 @@ export const Session = Type.Object({
   last_seen_at: Type.String({ format: 'date-time' }),
   current: Type.Boolean(),
 });
+
+export const LoginResponse = Type.Object({
+  ...TokenResponse.properties,
+  device_token: Type.String({ description: 'send it back as device_token on later logins (browsers get it as an HttpOnly cookie)' }),
+});

@@ -3,7 +3,8 @@ import { Type } from 'typebox';
 import type { Latch } from '../../core/latch.ts';
 import type { App } from '../app-types.ts';
 import { BEARER_ERRORS, principalOf, requestContext, requireBearer } from '../context.ts';
-import { TokenResponse } from '../schemas.ts';
+import { LoginResponse, TokenResponse } from '../schemas.ts';
+import { DEVICE_COOKIE, setDeviceCookie } from '../device-cookie.ts';
 
 export function authRoutes(app: App, latch: Latch): void {
   app.post(
@@ -17,15 +18,19 @@ export function authRoutes(app: App, latch: Latch): void {
             username: Type.String({ minLength: 1, maxLength: 256 }),
             password: Type.String({ minLength: 1, maxLength: 1024 }),
             device: Type.Optional(Type.String({ maxLength: 100, description: 'a name for this device, shown in the sessions list' })),
+            device_token: Type.Optional(Type.String({ maxLength: 200, description: 'the device_token of an earlier login (non-browser clients; browsers send the cookie)' })),
           },
           { additionalProperties: false },
         ),
-        response: { 200: TokenResponse },
+        response: { 200: LoginResponse },
       },
-      config: { errors: ['invalid_request', 'invalid_credentials', 'overloaded'] },
+      config: { errors: ['invalid_request', 'invalid_credentials', 'account_locked', 'too_many_attempts', 'overloaded'] },
     },
     async (request, reply) => {
-      const tokens = await latch.login(request.body, requestContext(request));
+      const { username, password, device } = request.body;
+      const deviceToken = request.body.device_token ?? request.cookies[DEVICE_COOKIE] ?? null;
+      const tokens = await latch.login({ username, password, device: device ?? null, deviceToken }, requestContext(request));
+      setDeviceCookie(request, reply, tokens.device_token);
       return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(tokens);
     },
   );

@@ -35,3 +35,22 @@ export function userRoutes(app: App, latch: Latch): void {
     async (request) => latch.me(principalOf(request)),
   );
 }
+
+export function passwordRoutes(app: App, latch: Latch): void {
+  app.post(
+    '/v1/password',
+    {
+      schema: {
+        summary: 'Change your password: every other session ends, this one stays',
+        body: Type.Object({ current_password: Type.String({ minLength: 1, maxLength: 1024 }), new_password: Password }, { additionalProperties: false }),
+      },
+      config: { auth: 'bearer', errors: [...BEARER_ERRORS, 'invalid_request', 'invalid_credentials', 'overloaded'] },
+      onRequest: requireBearer(latch),
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      await latch.admin.changePassword(principal.userId, principal.sessionId, request.body.current_password, request.body.new_password, requestContext(request));
+      return reply.code(204).send();
+    },
+  );
+}

@@ -17,6 +17,8 @@ import { usernameKey, validatePassword, validateUsername } from './username.ts';
 import { DeviceTokens, LoginThrottle, type ThrottleCounters, type ThrottleSettings } from './throttle.ts';
 import { KeyRotation } from './rotation.ts';
 import { Administration } from './admin.ts';
+import { ManualClock } from './clock.ts';
+import type { VerifiedToken } from './tokens.ts';
 
 export interface LatchSettings {
   issuer: string;
@@ -101,7 +103,9 @@ const PRUNE_EVERY_MS = 60_000;
 const ROTATION_TICK_MS = 10_000;
 const MAX_FIELD = 512;
 
-const clip = (value: string | null | undefined, max = MAX_FIELD): string | null => (value ? value.slice(0, max) : null);
+/** Bounded, printable text from the client (device names, user agents): control characters become U+FFFD. */
+const clip = (value: string | null | undefined, max = MAX_FIELD): string | null =>
+  value ? value.slice(0, max).replace(/[\u0000-\u001f\u007f]/g, '\ufffd') : null;
 
 export class Latch {
   readonly store: Store;
@@ -428,5 +432,88 @@ export class Latch {
     });
     this.revocations.applyLocal(rows);
     return rows.length > 0;
+  }
+
+  // ---- OAuth token revocation and introspection (RFC 7009, RFC 7662) -------------------------
+
+  /** Verifies tokens as of their own issue time: signature and claims hold, exp may have passed. */
+  private issueTimeVerifier: { tokens: AccessTokens; clock: ManualClock } | null = null;
+
+  /**
+   * A token Latch signed with a key it still has (not disabled), whatever its exp: RFC 7009 lets
+   * a holder revoke an expired access token, which still names a session whose refresh token
+   * may live on. Null for anything else.
+   */
+  private verifyIgnoringExpiry(token: string): VerifiedToken | null {
+    const dot1 = token.indexOf('.');
+    const dot2 = token.indexOf('.', dot1 + 1);
+    if (dot1 < 0 || dot2 < 0) return null;
+    let iat: unknown;
+    try {
+      // read before the signature is checked only to choose the instant to check at; the
+      // signature check below rejects any payload we did not sign
+      iat = (JSON.parse(Buffer.from(token.slice(dot1 + 1, dot2), 'base64url').toString('utf8')) as { iat?: unknown } | null)?.iat;
+    } catch {
+      return null;
+    }
+    if (!Number.isSafeInteger(iat)) return null;
+    if (!this.issueTimeVerifier) {
+      const clock = new ManualClock();
+      const tokens = new AccessTokens(this.keyRing, { issuer: this.settings.issuer, audience: this.settings.audience, ttl: this.settings.accessTtl, clock });
+      this.issueTimeVerifier = { tokens, clock };
+    }
+    const { tokens, clock } = this.issueTimeVerifier;
+    // verify() is synchronous, so no other caller can move this clock between set and check
+    clock.set((iat as number) * 1000);
+    try {
+      const verified = tokens.verify(token);
+      return this.revocations.state.isKeyDisabled(verified.kid) ? null : verified;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * RFC 7009: revoking an access token or a refresh token ends its session (so the log grows
+   * no faster than sessions are created). Returns whether a session was ended; a token that is
+   * unknown, malformed, already revoked or not ours changes nothing, and the caller answers 200
+   * all the same. Dispatches on the token's shape: a JWS has two dots, a refresh token none.
+   */
+  async revokeToken(token: string, ctx: RequestContext, clientId: string | null): Promise<boolean> {
+    let session: { sessionId: string; userId: string; tokenType: 'access_token' | 'refresh_token' } | null = null;
+    if (token.includes('.')) {
+      const verified = this.verifyIgnoringExpiry(token);
+      if (verified) session = { sessionId: verified.claims.sid, userId: verified.claims.sub, tokenType: 'access_token' };
+    } else if (this.refreshTokens.isWellFormed(token)) {
+      const found = await this.store.findSessionByRefreshHash(this.refreshTokens.hash(token));
+      if (found && found.revokedAt === null) session = { sessionId: found.id, userId: found.userId, tokenType: 'refresh_token' };
+    }
+    if (!session) return false;
+    const rows = await this.store.revokeSession({
+      sessionId: session.sessionId,
+      userId: session.userId,
+      now: this.clock.now(),
+      audit: this.audit('session.revoked', ctx, {
+        actor: session.userId,
+        subject: session.userId,
+        detail: { session_id: session.sessionId, via: 'oauth_revoke', token_type: session.tokenType, client_id: clientId },
+      }),
+    });
+    this.revocations.applyLocal(rows);
+    return rows.length > 0;
+  }
+
+  /**
+   * RFC 7662: the principal of a live access token (signature, claims and revocation state, as
+   * for a bearer call), or null when it is not live. Throws revocation_state_stale when this
+   * node cannot tell.
+   */
+  introspect(token: string): Principal | null {
+    try {
+      return this.authenticate(token);
+    } catch (err) {
+      if (err instanceof LatchError && err.code === 'invalid_token') return null;
+      throw err;
+    }
   }
 }

@@ -7,6 +7,7 @@ import pg from 'pg';
 import type {
   AuditEvent,
   AuditInput,
+  ClientRecord,
   CreateSessionResult,
   NewSession,
   NewUser,
@@ -18,10 +19,15 @@ import type {
   RotateInput,
   RotateResult,
   SessionRecord,
+  SetPasswordInput,
   SigningKeyRecord,
   Store,
+  ThrottlePolicy,
+  ThrottleState,
   UserRecord,
+  LockUserInput,
 } from '../port.ts';
+import { nextThrottleState } from '../port.ts';
 import { toStoreError } from './errors.ts';
 import { MIGRATIONS } from './migrations.ts';
 
@@ -35,7 +41,7 @@ export interface PostgresStoreOptions {
 
 // Fixed keys for pg_advisory_xact_lock: every node of every version must use the same ones.
 const MIGRATION_LOCK = 4_711_000_001;
-const FIRST_KEY_LOCK = 4_711_000_002;
+const KEY_RING_LOCK = 4_711_000_002;
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]*$/;
 // Without a bound, a server that accepts TCP but never answers would hang every request.
@@ -89,6 +95,19 @@ interface RevocationDbRow {
   expires_at: number | null;
 }
 
+interface ClientRow {
+  id: string;
+  name: string;
+  secret_hash: Buffer;
+  created_at: number;
+}
+
+interface ThrottleRow {
+  failures: number;
+  blocked_until: number;
+  expires_at: number;
+}
+
 interface AuditRow {
   id: number;
   at: number;
@@ -133,6 +152,10 @@ const toKey = (r: KeyRow): SigningKeyRecord => ({
   activatedAt: r.activated_at,
   retiredAt: r.retired_at,
 });
+
+const toClient = (r: ClientRow): ClientRecord => ({ id: r.id, name: r.name, secretHash: r.secret_hash, createdAt: r.created_at });
+
+const toThrottle = (r: ThrottleRow): ThrottleState => ({ failures: r.failures, blockedUntil: r.blocked_until, expiresAt: r.expires_at });
 
 const toRevocation = (r: RevocationDbRow): RevocationRow => ({ seq: r.seq, kind: r.kind, target: r.target, expiresAt: r.expires_at });
 
@@ -402,19 +425,36 @@ export class PostgresStore implements Store {
    */
   private async revokeSessionRows(run: Run, sessions: SessionRecord[], now: number): Promise<RevocationRow[]> {
     if (sessions.length === 0) return [];
-    const ids = sessions.map((s) => s.id);
-    await run('UPDATE sessions SET revoked_at = $1 WHERE id = ANY($2::text[])', [now, ids]);
-    // last, so the one lock every revoker in the cluster shares is held for as short a time as possible
-    const head = (await run<{ last_seq: number }>('UPDATE revocation_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq', [sessions.length])).rows[0];
+    await run('UPDATE sessions SET revoked_at = $1 WHERE id = ANY($2::text[])', [now, sessions.map((s) => s.id)]);
+    return this.appendRevocations(
+      run,
+      sessions.map((s) => ({ kind: 'session', target: s.id, expiresAt: s.accessExpiresAt })),
+      now,
+    );
+  }
+
+  /** Takes the next seqs from the head row and writes the rows. Called last in a transaction, so the one lock every revoker in the cluster shares is held briefly. */
+  private async appendRevocations(run: Run, entries: Omit<RevocationRow, 'seq'>[], now: number): Promise<RevocationRow[]> {
+    const head = (await run<{ last_seq: number }>('UPDATE revocation_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq', [entries.length])).rows[0];
     if (!head) throw new Error('revocation log not initialised: run migrate() first');
-    const first = head.last_seq - sessions.length + 1;
-    const rows = sessions.map((s, i): RevocationRow => ({ seq: first + i, kind: 'session', target: s.id, expiresAt: s.accessExpiresAt }));
+    const first = head.last_seq - entries.length + 1;
+    const rows = entries.map((e, i): RevocationRow => ({ seq: first + i, ...e }));
     await run(
       `INSERT INTO revocations (seq, kind, target, expires_at, created_at)
-       SELECT r.seq, 'session', r.target, r.expires_at, $4::bigint FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS r(seq, target, expires_at)`,
-      [rows.map((r) => r.seq), ids, rows.map((r) => r.expiresAt), now],
+       SELECT r.seq, r.kind, r.target, r.expires_at, $5::bigint FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS r(seq, kind, target, expires_at)`,
+      [rows.map((r) => r.seq), rows.map((r) => r.kind), rows.map((r) => r.target), rows.map((r) => r.expiresAt), now],
     );
     return rows;
+  }
+
+  /** The user's sessions not yet revoked, row-locked, oldest first; the caller holds the user row. */
+  private async unrevokedSessionsOf(run: Run, userId: string, exceptSessionId?: string): Promise<SessionRecord[]> {
+    const result = await run<SessionRow>(
+      `SELECT * FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2
+       ORDER BY created_at, id COLLATE "C" FOR UPDATE`,
+      [userId, exceptSessionId ?? null],
+    );
+    return result.rows.map(toSession);
   }
 
   async revokeSession(input: RevokeSessionInput): Promise<RevocationRow[]> {
@@ -435,14 +475,7 @@ export class PostgresStore implements Store {
       // Conflicts with createSession's FOR SHARE: a login in flight commits first and its session
       // is read below; one that starts later waits until this commits and its session lives.
       await run('SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE', [input.userId]);
-      const sessions = (
-        await run<SessionRow>(
-          `SELECT * FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2
-           ORDER BY created_at, id COLLATE "C" FOR UPDATE`,
-          [input.userId, input.exceptSessionId ?? null],
-        )
-      ).rows.map(toSession);
-      const rows = await this.revokeSessionRows(run, sessions, input.now);
+      const rows = await this.revokeSessionRows(run, await this.unrevokedSessionsOf(run, input.userId, input.exceptSessionId), input.now);
       await this.audit(run, input.audit);
       return rows;
     });
@@ -469,7 +502,7 @@ export class PostgresStore implements Store {
   async insertFirstSigningKey(key: SigningKeyRecord): Promise<boolean> {
     return this.tx(async (run) => {
       // two nodes booting on an empty database: the second waits here, then sees the first's key
-      await run(`SELECT pg_advisory_xact_lock(${FIRST_KEY_LOCK})`);
+      await run(`SELECT pg_advisory_xact_lock(${KEY_RING_LOCK})`);
       const active = await run("SELECT 1 FROM signing_keys WHERE state = 'active' LIMIT 1");
       if (active.rows.length > 0) return false;
       await run(
@@ -479,6 +512,174 @@ export class PostgresStore implements Store {
       );
       return true;
     });
+  }
+
+  async insertSigningKey(key: SigningKeyRecord): Promise<void> {
+    await this.query(
+      `INSERT INTO signing_keys (kid, alg, state, public_jwk, sealed_private_key, created_at, activated_at, retired_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [key.kid, key.alg, key.state, key.publicJwk, key.sealedPrivateKey, key.createdAt, key.activatedAt, key.retiredAt],
+    );
+  }
+
+  async activateSigningKey(kid: string, now: number): Promise<boolean> {
+    return this.tx(async (run) => {
+      // two nodes activating different keys at once would otherwise leave two active keys
+      await run(`SELECT pg_advisory_xact_lock(${KEY_RING_LOCK})`);
+      const next = await run("SELECT 1 FROM signing_keys WHERE kid = $1 AND state = 'next'", [kid]);
+      if (next.rows.length === 0) return false;
+      await run("UPDATE signing_keys SET state = 'verify', retired_at = $1 WHERE state = 'active'", [now]);
+      await run("UPDATE signing_keys SET state = 'active', activated_at = $1 WHERE kid = $2", [now, kid]);
+      return true;
+    });
+  }
+
+  async disableSigningKeys(kids: string[], now: number, revokeSessions: boolean, audit?: AuditInput): Promise<RevocationRow[]> {
+    return this.tx(async (run) => {
+      // a key disabled by two nodes at once gets one log row, not two
+      await run(`SELECT pg_advisory_xact_lock(${KEY_RING_LOCK})`);
+      const enabled = new Set(
+        (await run<{ kid: string }>("SELECT kid FROM signing_keys WHERE kid = ANY($1::text[]) AND state <> 'disabled'", [kids])).rows.map((r) => r.kid),
+      );
+      const targets = kids.filter((kid) => enabled.has(kid));
+      let sessions: SessionRecord[] = [];
+      if (revokeSessions) {
+        // Holds off every session write (logins, rotations) until commit while reads go on:
+        // "every live session" must include one whose transaction would commit meanwhile.
+        await run('LOCK TABLE sessions IN EXCLUSIVE MODE');
+        sessions = (await run<SessionRow>('SELECT * FROM sessions WHERE revoked_at IS NULL ORDER BY created_at, id COLLATE "C"')).rows.map(toSession);
+      }
+      const rows: RevocationRow[] = [];
+      if (targets.length > 0) {
+        await run("UPDATE signing_keys SET state = 'disabled', retired_at = COALESCE(retired_at, $1) WHERE kid = ANY($2::text[])", [now, targets]);
+        rows.push(...(await this.appendRevocations(run, targets.map((kid) => ({ kind: 'key', target: kid, expiresAt: null })), now)));
+      }
+      rows.push(...(await this.revokeSessionRows(run, sessions, now)));
+      await this.audit(run, audit);
+      return rows;
+    });
+  }
+
+  async deleteSigningKey(kid: string): Promise<void> {
+    await this.query("DELETE FROM signing_keys WHERE kid = $1 AND state = 'verify'", [kid]);
+  }
+
+  async tryLease(name: string, holder: string, ttlMs: number, now: number): Promise<boolean> {
+    // One statement: the conflicting row is locked and the WHERE sees its latest version, so
+    // of two nodes racing for a free or expired lease exactly one gets it.
+    const result = await this.query(
+      `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+       WHERE leases.holder = excluded.holder OR leases.expires_at <= $4
+       RETURNING 1`,
+      [name, holder, now + ttlMs, now],
+    );
+    return result.rows.length > 0;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.query('DELETE FROM leases WHERE name = $1 AND holder = $2', [name, holder]);
+  }
+
+  async lockUser(input: LockUserInput): Promise<RevocationRow[] | null> {
+    return this.tx(async (run) => {
+      // The UPDATE's row lock conflicts with createSession's FOR SHARE: a login in flight commits
+      // first and its session is revoked below; a later one sees locked_until.
+      const changed = await run('UPDATE users SET locked_until = $1 WHERE id = $2', [input.lockedUntil, input.userId]);
+      if (changed.rowCount === 0) return null;
+      const rows = await this.revokeSessionRows(run, await this.unrevokedSessionsOf(run, input.userId), input.now);
+      await this.audit(run, input.audit);
+      return rows;
+    });
+  }
+
+  async unlockUser(userId: string, audit?: AuditInput): Promise<boolean> {
+    return this.tx(async (run) => {
+      const changed = await run('UPDATE users SET locked_until = NULL WHERE id = $1', [userId]);
+      if (changed.rowCount === 0) return false;
+      await this.audit(run, audit);
+      return true;
+    });
+  }
+
+  async setPassword(input: SetPasswordInput): Promise<RevocationRow[] | null> {
+    return this.tx(async (run) => {
+      // the user row lock orders this against logins in flight, as in lockUser
+      const changed = await run('UPDATE users SET password_hash = $1 WHERE id = $2', [input.passwordHash, input.userId]);
+      if (changed.rowCount === 0) return null;
+      const rows = await this.revokeSessionRows(run, await this.unrevokedSessionsOf(run, input.userId, input.exceptSessionId), input.now);
+      await this.audit(run, input.audit);
+      return rows;
+    });
+  }
+
+  async deleteUser(userId: string, now: number, audit?: AuditInput): Promise<RevocationRow[] | null> {
+    return this.tx(async (run) => {
+      const exists = await run('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [userId]);
+      if (exists.rows.length === 0) return null;
+      const rows = await this.revokeSessionRows(run, await this.unrevokedSessionsOf(run, userId), now);
+      await run('DELETE FROM users WHERE id = $1', [userId]);
+      await this.audit(run, audit);
+      return rows;
+    });
+  }
+
+  async createClient(client: ClientRecord, audit?: AuditInput): Promise<boolean> {
+    return this.tx(async (run) => {
+      const inserted = await run('INSERT INTO clients (id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [
+        client.id,
+        client.name,
+        client.secretHash,
+        client.createdAt,
+      ]);
+      if (inserted.rowCount === 0) return false;
+      await this.audit(run, audit);
+      return true;
+    });
+  }
+
+  async findClientById(id: string): Promise<ClientRecord | null> {
+    const r = (await this.query<ClientRow>('SELECT * FROM clients WHERE id = $1', [id])).rows[0];
+    return r ? toClient(r) : null;
+  }
+
+  async listClients(): Promise<ClientRecord[]> {
+    return (await this.query<ClientRow>('SELECT * FROM clients ORDER BY name COLLATE "C"')).rows.map(toClient);
+  }
+
+  async removeClient(name: string, audit?: AuditInput): Promise<boolean> {
+    return this.tx(async (run) => {
+      const removed = await run('DELETE FROM clients WHERE name = $1', [name]);
+      if (removed.rowCount === 0) return false;
+      await this.audit(run, audit);
+      return true;
+    });
+  }
+
+  async getThrottle(key: string, now: number): Promise<ThrottleState | null> {
+    const r = (await this.query<ThrottleRow>('SELECT failures, blocked_until, expires_at FROM throttles WHERE key = $1 AND expires_at > $2', [key, now])).rows[0];
+    return r ? toThrottle(r) : null;
+  }
+
+  async recordThrottleFailure(key: string, now: number, policy: ThrottlePolicy): Promise<ThrottleState> {
+    return this.tx(async (run) => {
+      // A row must exist to be locked: two first failures at once both count. The placeholder
+      // has already expired, so nextThrottleState treats it as no history.
+      await run('INSERT INTO throttles (key, failures, blocked_until, expires_at) VALUES ($1, 0, 0, 0) ON CONFLICT (key) DO NOTHING', [key]);
+      const r = (await run<ThrottleRow>('SELECT failures, blocked_until, expires_at FROM throttles WHERE key = $1 FOR UPDATE', [key])).rows[0];
+      const next = nextThrottleState(r ? toThrottle(r) : null, now, policy);
+      // an upsert, not an UPDATE: a clearThrottle may have deleted the row between the two statements
+      await run(
+        `INSERT INTO throttles (key, failures, blocked_until, expires_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, blocked_until = excluded.blocked_until, expires_at = excluded.expires_at`,
+        [key, next.failures, next.blockedUntil, next.expiresAt],
+      );
+      return next;
+    });
+  }
+
+  async clearThrottle(key: string): Promise<void> {
+    await this.query('DELETE FROM throttles WHERE key = $1', [key]);
   }
 
   async appendAudit(event: AuditInput): Promise<void> {
@@ -502,6 +703,8 @@ export class PostgresStore implements Store {
           )
         ).rowCount ?? 0;
       const audit = (await run('DELETE FROM audit_events WHERE at < $1', [auditBefore])).rowCount ?? 0;
+      await run('DELETE FROM throttles WHERE expires_at <= $1', [now]);
+      await run('DELETE FROM leases WHERE expires_at <= $1', [now]);
       return { revocations, sessions, audit };
     });
   }

@@ -82,4 +82,29 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_by_time ON audit_events(at);
 `,
   },
+  {
+    version: 2,
+    sql: `
+CREATE TABLE clients (
+  id          TEXT PRIMARY KEY,
+  name        TEXT NOT NULL UNIQUE,
+  secret_hash BYTEA NOT NULL,
+  created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE leases (
+  name       TEXT PRIMARY KEY,
+  holder     TEXT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+
+CREATE TABLE throttles (
+  key           TEXT PRIMARY KEY,
+  failures      INTEGER NOT NULL,
+  blocked_until BIGINT NOT NULL,
+  expires_at    BIGINT NOT NULL
+);
+CREATE INDEX throttles_by_expiry ON throttles(expires_at);
+`,
+  },
 ];

@@ -8,6 +8,8 @@ import { systemClock, type Clock } from './core/clock.ts';
 import { Latch, type LatchSettings } from './core/latch.ts';
 import { Sealer } from './core/seal.ts';
 import type { Store } from './store/port.ts';
+import type { ThrottleCounters } from './core/throttle.ts';
+import type { LatchMetrics } from './core/metrics.ts';
 import { SqliteStore } from './store/sqlite/index.ts';
 import { ensureDataDir, loadMasterKey } from './data-dir.ts';
 
@@ -16,6 +18,7 @@ export interface OpenOptions {
   /** start polling, pruning and the dummy hash (a server); false for one-shot CLI commands */
   serve?: boolean;
   onError?: (err: unknown) => void;
+  metrics?: LatchMetrics;
 }
 
 export function settingsFrom(config: Config): LatchSettings {
@@ -58,11 +61,20 @@ async function openBus(config: Config, onError: ((err: unknown) => void) | undef
   if (config.redisUrl === undefined) return new MemoryBus();
   // Loaded only when configured, so the embedded default never pulls in ioredis.
   const { RedisBus } = await import('./bus/redis/index.ts');
-  return RedisBus.open({ url: config.redisUrl, ...(onError ? { onError } : {}) });
+  return RedisBus.open({ url: config.redisUrl, channel: `${config.redisPrefix}revocations`, ...(onError ? { onError } : {}) });
+}
+
+/** With Redis configured, failed-login counters live there (shared by every node), backed by the store. */
+async function openThrottleCounters(config: Config, store: Store, onError: ((err: unknown) => void) | undefined): Promise<(ThrottleCounters & { close(): Promise<void> }) | null> {
+  if (config.redisUrl === undefined) return null;
+  const { RedisThrottleCounters } = await import('./store/redis/throttle.ts');
+  return new RedisThrottleCounters(config.redisUrl, config.redisPrefix, store, onError);
 }
 
 export interface Opened {
   latch: Latch;
+  /** null without Redis (the in-process bus is always there) */
+  busConnected(): boolean | null;
   close(): Promise<void>;
 }
 
@@ -71,13 +83,29 @@ export async function openLatch(config: Config, options: OpenOptions = {}): Prom
   const clock = options.clock ?? systemClock;
   const masterKey = loadMasterKey(config.masterKey, config.dataDir);
   const store = await openStore(config);
-  const bus = await openBus(config, options.onError);
+  const onBusError = (err: unknown): void => {
+    options.metrics?.backgroundError('bus');
+    options.onError?.(err);
+  };
+  const bus = await openBus(config, onBusError);
+  const counters = await openThrottleCounters(config, store, onBusError);
   const close = async (): Promise<void> => {
     await latch.stop();
     await bus.close();
+    await counters?.close();
     await store.close();
   };
-  const latch = new Latch({ store, bus, clock, masterKey, sealer: new Sealer(masterKey), settings: settingsFrom(config), ...(options.onError ? { onError: options.onError } : {}) });
+  const latch = new Latch({
+    store,
+    bus,
+    clock,
+    masterKey,
+    sealer: new Sealer(masterKey),
+    settings: settingsFrom(config),
+    ...(counters ? { throttleCounters: counters } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.onError ? { onError: options.onError } : {}),
+  });
   try {
     await store.migrate();
     if (options.serve === false) await latch.keyRing.ensureActiveKey();
@@ -86,5 +114,5 @@ export async function openLatch(config: Config, options: OpenOptions = {}): Prom
     await close().catch(() => {});
     throw err;
   }
-  return { latch, close };
+  return { latch, close, busConnected: () => ('connected' in bus ? Boolean((bus as { connected: unknown }).connected) : null) };
 }

@@ -12,6 +12,8 @@ export interface Config {
   readonly dataDir: string;
   readonly databaseUrl: string | undefined;
   readonly redisUrl: string | undefined;
+  /** prefix of every Redis key and channel, so several deployments (or test runs) can share one Redis */
+  readonly redisPrefix: string;
   readonly issuer: string;
   readonly audience: string;
   /** seconds */
@@ -162,6 +164,7 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   dataDir: { env: 'LATCH_DATA_DIR', parse: str(), default: './data' },
   databaseUrl: { env: 'LATCH_DATABASE_URL', parse: url('postgres:', 'postgresql:'), default: undefined },
   redisUrl: { env: 'LATCH_REDIS_URL', parse: url('redis:', 'rediss:'), default: undefined },
+  redisPrefix: { env: 'LATCH_REDIS_PREFIX', parse: str({ pattern: /^[A-Za-z0-9:_.-]{1,64}$/, hint: 'letters, digits and :_.- only' }), default: 'latch:' },
   issuer: {
     env: 'LATCH_ISSUER',
     parse: issuerUrl,

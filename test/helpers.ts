@@ -8,6 +8,7 @@ import { loadConfig, type Config } from '../src/config.ts';
 import { openLatch, type Opened } from '../src/compose.ts';
 import type { Clock } from '../src/core/clock.ts';
 import { buildApp } from '../src/server/app.ts';
+import { PrometheusMetrics } from '../src/server/metrics.ts';
 import type { App } from '../src/server/app-types.ts';
 
 export function tempDir(prefix = 'latch-test-'): { dir: string; remove: () => void } {
@@ -32,8 +33,9 @@ export async function harness(overrides: Partial<Record<keyof Config, unknown>> 
   const tmp = options.dir ? null : tempDir();
   const dir = options.dir ?? tmp!.dir;
   const config = testConfig(dir, overrides);
-  const opened = await openLatch(config, options.clock ? { clock: options.clock } : {});
-  const app = await buildApp(opened.latch, { logLevel: 'silent' });
+  const metrics = new PrometheusMetrics();
+  const opened = await openLatch(config, { metrics, ...(options.clock ? { clock: options.clock } : {}) });
+  const app = await buildApp(opened.latch, { logLevel: 'silent', metrics, busConnected: opened.busConnected });
   return {
     app,
     opened,

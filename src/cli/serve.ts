@@ -3,11 +3,13 @@
 import type { Config } from '../config.ts';
 import { openLatch } from '../compose.ts';
 import { buildApp } from '../server/app.ts';
+import { PrometheusMetrics } from '../server/metrics.ts';
 
 export async function serve(config: Config, version: string): Promise<number> {
   const log = (message: string): void => void process.stderr.write(`latch: ${message}\n`);
-  const opened = await openLatch(config, { onError: (err) => log(`background error: ${(err as Error).message ?? String(err)}`) });
-  const app = await buildApp(opened.latch, { logLevel: config.logLevel, trustProxy: config.trustProxy, version });
+  const metrics = new PrometheusMetrics();
+  const opened = await openLatch(config, { metrics, onError: (err) => log(`background error: ${(err as Error).message ?? String(err)}`) });
+  const app = await buildApp(opened.latch, { logLevel: config.logLevel, trustProxy: config.trustProxy, version, metrics, busConnected: opened.busConnected });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {

@@ -5,6 +5,7 @@ export const ERRORS = {
   invalid_request: { status: 400, title: 'The request is malformed or a field is invalid' },
   invalid_token: { status: 401, title: 'The access token is missing, invalid, expired or revoked' },
   invalid_credentials: { status: 401, title: 'The username or password is wrong' },
+  invalid_client: { status: 401, title: 'The client credential is missing or invalid' },
   invalid_grant: { status: 401, title: 'The refresh token is invalid, expired or revoked' },
   refresh_token_reused: { status: 401, title: 'The refresh token was already used; the session is now revoked' },
   signup_closed: { status: 403, title: 'Sign-up is closed on this server' },

@@ -17,6 +17,7 @@ import { usernameKey, validatePassword, validateUsername } from './username.ts';
 import { DeviceTokens, LoginThrottle, type ThrottleCounters, type ThrottleSettings } from './throttle.ts';
 import { KeyRotation } from './rotation.ts';
 import { Administration } from './admin.ts';
+import { NO_METRICS, type LatchMetrics } from './metrics.ts';
 import { ManualClock } from './clock.ts';
 import type { VerifiedToken } from './tokens.ts';
 
@@ -51,6 +52,7 @@ export interface LatchDeps {
   settings: LatchSettings;
   /** failure counters shared by every node (Redis); default: the store */
   throttleCounters?: ThrottleCounters;
+  metrics?: LatchMetrics;
   onError?: (err: unknown) => void;
 }
 
@@ -120,6 +122,7 @@ export class Latch {
   private readonly deviceTokens: DeviceTokens;
   private readonly throttle: LoginThrottle;
   readonly clock: Clock;
+  readonly metrics: LatchMetrics;
   private pruneTimer: NodeJS.Timeout | null = null;
   private rotationTimer: NodeJS.Timeout | null = null;
   private readonly onError: (err: unknown) => void;
@@ -130,6 +133,7 @@ export class Latch {
     this.clock = deps.clock;
     this.settings = s;
     this.onError = deps.onError ?? (() => {});
+    this.metrics = deps.metrics ?? NO_METRICS;
     this.keyRing = new KeyRing(deps.store, deps.sealer, s.signingAlg, deps.clock);
     this.tokens = new AccessTokens(this.keyRing, { issuer: s.issuer, audience: s.audience, ttl: s.accessTtl, clock: deps.clock });
     this.refreshTokens = new RefreshTokens(deriveKey(deps.masterKey, 'refresh-successor'));
@@ -149,7 +153,11 @@ export class Latch {
       pollIntervalMs: s.pollInterval,
       stalenessBudgetMs: s.stalenessBudget * 1000,
       onApplied: (rows) => this.onRevocationsApplied(rows),
-      onError: this.onError,
+      onError: (err) => {
+        this.metrics.backgroundError('store');
+        this.onError(err);
+      },
+      metrics: this.metrics,
     });
     this.admin = new Administration({
       store: deps.store,
@@ -250,6 +258,7 @@ export class Latch {
     const device = claimed && user && claimed.userId === user.id ? claimed : null;
     const verdict = await this.throttle.check(key, device, ctx.ip, now);
     if (verdict.blocked) {
+      this.metrics.login('throttled');
       await this.store.appendAudit(this.audit('login.throttled', ctx, { subject: user?.id ?? null, detail: { scope: verdict.scope, retry_after: verdict.retryAfter } }));
       throw new LatchError('too_many_attempts', { retryAfter: verdict.retryAfter, detail: `Too many failed attempts; try again in ${verdict.retryAfter} s` });
     }
@@ -258,12 +267,17 @@ export class Latch {
     if (!user || !ok || (locked && !device)) {
       await this.throttle.recordFailure(key, device, ctx.ip, now);
       const reason = !user ? 'unknown_user' : !ok ? 'wrong_password' : 'locked';
+      this.metrics.login('failure');
       await this.store.appendAudit(this.audit('login.failed', ctx, { subject: user?.id ?? null, detail: { reason, known_device: device !== null } }));
       throw new LatchError('invalid_credentials');
     }
-    if (locked) throw this.lockedError(user.lockedUntil!);
+    if (locked) {
+      this.metrics.login('locked');
+      throw this.lockedError(user.lockedUntil!);
+    }
     await this.throttle.recordSuccess(key, device);
     const tokens = await this.openSession(user, input.device ?? null, ctx);
+    this.metrics.login('success');
     return { ...tokens, device_token: this.deviceTokens.issue(user.id, device?.deviceId).token };
   }
 
@@ -343,6 +357,7 @@ export class Latch {
       },
       this.audit('refresh.reused', ctx, { detail: { reason: 'refresh token presented after rotation' } }),
     );
+    this.metrics.refresh(result.kind === 'rotated' ? 'success' : result.kind);
     if (result.kind === 'invalid') throw new LatchError('invalid_grant');
     if (result.kind === 'reused') {
       this.revocations.applyLocal(result.revocations);

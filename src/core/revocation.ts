@@ -3,6 +3,7 @@
 import type { Bus } from '../bus/port.ts';
 import type { RevocationHead, RevocationRow, Store } from '../store/port.ts';
 import type { Clock } from './clock.ts';
+import type { LatchMetrics } from './metrics.ts';
 
 /**
  * Revoked session ids and disabled key ids. A session entry is dropped at its expiry: by then
@@ -69,6 +70,7 @@ export interface RevocationSyncOptions {
   /** called after rows are applied (key rows let the key ring reload) */
   onApplied?: (rows: RevocationRow[]) => void;
   onError?: (err: unknown) => void;
+  metrics?: LatchMetrics;
 }
 
 const PAGE = 10_000;
@@ -134,6 +136,7 @@ export class RevocationSync {
     if (rows.length === 0) return;
     const now = this.options.clock.now();
     for (const row of rows) this.state.apply(row, now);
+    this.options.metrics?.revocationsWritten(rows.length);
     this.options.onApplied?.(rows);
     const last = rows[rows.length - 1]!.seq;
     void this.options.bus.publish(last).catch((err: unknown) => this.options.onError?.(err));
@@ -192,6 +195,7 @@ export class RevocationSync {
       const now = clock.now();
       for (const row of rows) this.current.apply(row, now);
       this.cursor = rows[rows.length - 1]!.seq;
+      this.options.metrics?.revocationsApplied(rows, now);
       this.options.onApplied?.(rows);
     }
   }

@@ -6,18 +6,32 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Latch } from '../core/latch.ts';
 import type { App } from './app-types.ts';
 import { buildOpenApi, collectRoutes } from './openapi.ts';
+import { metricsRoute, PrometheusMetrics } from './metrics.ts';
 import { clientErrorHandler, installProblemHandlers, sendProblem } from './problems.ts';
+import { RefreshCookie } from './cookies.ts';
+import { installCors } from './cors.ts';
 import { authRoutes } from './routes/auth.ts';
+import { webRoutes } from './routes/web.ts';
 import { operationRoutes } from './routes/operations.ts';
 import { sessionRoutes } from './routes/sessions.ts';
 import { passwordRoutes, userRoutes } from './routes/users.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { ClientRegistry } from '../core/clients.ts';
+import { OAUTH_PREFIX, oauthMetadataRoute, oauthRoutes } from './routes/oauth.ts';
+import { revocationRoutes } from './routes/revocations.ts';
 
 export interface AppOptions {
   logLevel?: string;
   /** LATCH_TRUST_PROXY: "true", a hop count, or a comma-separated list of addresses/CIDRs */
   trustProxy?: string | undefined;
   version?: string;
+  /** LATCH_CORS_ORIGINS: origins whose pages may call the API with credentials */
+  corsOrigins?: readonly string[];
+  /** LATCH_RATE_LIMITS: false lifts the request-rate limits (benchmarks, load tests); default true */
+  rateLimits?: boolean;
+  /** Prometheus metrics for GET /metrics (the same object the core reports to) */
+  metrics?: PrometheusMetrics;
+  busConnected?: () => boolean | null;
 }
 
 export const BODY_LIMIT = 64 * 1024;
@@ -78,13 +92,24 @@ export async function buildApp(latch: Latch, options: AppOptions = {}): Promise<
     if (!reply.hasHeader('content-security-policy')) reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
   });
 
+  installCors(app, options.corsOrigins ?? []);
   const routes = collectRoutes(app);
+  const metrics = options.metrics ?? new PrometheusMetrics();
+  metrics.observe(latch, options.busConnected ?? (() => null));
+  metricsRoute(app, metrics);
   userRoutes(app, latch);
   passwordRoutes(app, latch);
   adminRoutes(app, latch);
-  authRoutes(app, latch);
+  authRoutes(app, latch, new RefreshCookie({ issuer: latch.settings.issuer, corsOrigins: options.corsOrigins ?? [] }));
   sessionRoutes(app, latch);
   operationRoutes(app, latch);
+  const clients = new ClientRegistry(latch.store, latch.clock);
+  const rateLimits = options.rateLimits !== false;
+  revocationRoutes(app, latch, { clients, rateLimits });
+  oauthMetadataRoute(app, latch);
+  // its own scope: the form-urlencoded body parser and the RFC 6749 error format apply to /oauth/* only
+  await app.register(oauthRoutes, { prefix: OAUTH_PREFIX, latch, clients, rateLimits });
+  await webRoutes(app);
 
   let openapi: Record<string, unknown> | null = null;
   app.get('/openapi.json', { config: { hidden: true } as never }, async () => {

@@ -66,6 +66,8 @@ export interface RevocationRow {
   target: string;
   /** ms; null: never expires (keys) */
   expiresAt: number | null;
+  /** ms: when the revoking transaction committed (for the commit-to-apply lag) */
+  createdAt: number;
 }
 
 export interface RevocationHead {

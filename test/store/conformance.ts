@@ -281,7 +281,7 @@ export function storeConformance(name: string, open: OpenStore): void {
         await store.rotateRefreshToken(first, REUSE_AUDIT);
         const late = rotation('reuse:0', 'reuse:1', { now: first.now + GRACE });
         const result = await store.rotateRefreshToken(late, REUSE_AUDIT);
-        const row: RevocationRow = { seq: 1, kind: 'session', target: session.id, expiresAt: first.accessExpiresAt };
+        const row: RevocationRow = { seq: 1, kind: 'session', target: session.id, expiresAt: first.accessExpiresAt, createdAt: late.now };
         assert.deepEqual(result, {
           kind: 'reused',
           session: { ...session, lastSeenAt: first.now, accessExpiresAt: first.accessExpiresAt, ip: '198.51.100.7', userAgent: 'UA/2', revokedAt: late.now },
@@ -373,7 +373,7 @@ export function storeConformance(name: string, open: OpenStore): void {
         const { user, session } = await userWithSession(store, 'one');
         const event = auditOf('session.revoked', { actor: user.id, subject: user.id });
         const rows = await store.revokeSession({ sessionId: session.id, userId: user.id, now: T0 + 7, audit: event });
-        assert.deepEqual(rows, [{ seq: 1, kind: 'session', target: session.id, expiresAt: session.accessExpiresAt }]);
+        assert.deepEqual(rows, [{ seq: 1, kind: 'session', target: session.id, expiresAt: session.accessExpiresAt, createdAt: T0 + 7 }]);
         assert.deepEqual(await store.getSession(session.id), { ...session, revokedAt: T0 + 7 });
         assert.deepEqual(await store.listLiveSessions(user.id, T0 + 8, IDLE), []);
         assert.equal((await store.listAudit(0, 10)).length, 1);
@@ -418,8 +418,8 @@ export function storeConformance(name: string, open: OpenStore): void {
         const event = auditOf('logout', { actor: user.id, detail: { scope: 'others' } });
         const rows = await store.revokeUserSessions({ userId: user.id, exceptSessionId: s2.id, now: T0 + 6, audit: event });
         assert.deepEqual(rows, [
-          { seq: 2, kind: 'session', target: s1.id, expiresAt: s1.accessExpiresAt },
-          { seq: 3, kind: 'session', target: s3.id, expiresAt: s3.accessExpiresAt },
+          { seq: 2, kind: 'session', target: s1.id, expiresAt: s1.accessExpiresAt, createdAt: T0 + 6 },
+          { seq: 3, kind: 'session', target: s3.id, expiresAt: s3.accessExpiresAt, createdAt: T0 + 6},
         ]);
         assert.equal((await store.getSession(s1.id))?.revokedAt, T0 + 6);
         assert.equal((await store.getSession(s3.id))?.revokedAt, T0 + 6);
@@ -429,7 +429,7 @@ export function storeConformance(name: string, open: OpenStore): void {
         assert.deepEqual((await store.listAudit(0, 10)).map((e) => e.detail), [{ scope: 'others' }]);
 
         const all = await store.revokeUserSessions({ userId: user.id, now: T0 + 7 });
-        assert.deepEqual(all, [{ seq: 4, kind: 'session', target: s2.id, expiresAt: s2.accessExpiresAt }]);
+        assert.deepEqual(all, [{ seq: 4, kind: 'session', target: s2.id, expiresAt: s2.accessExpiresAt, createdAt: T0 + 7 }]);
         assert.deepEqual(await store.revokeUserSessions({ userId: user.id, now: T0 + 8 }), []);
         assert.equal((await store.revocationHead()).lastSeq, 4);
       });
@@ -709,8 +709,8 @@ export function storeConformance(name: string, open: OpenStore): void {
         const event = auditOf('key.rotated', { detail: { emergency: true } });
         const rows = await store.disableSigningKeys(['k1', 'k_missing', 'k0'], T0 + 5, false, event);
         assert.deepEqual(rows, [
-          { seq: 1, kind: 'key', target: 'k1', expiresAt: null },
-          { seq: 2, kind: 'key', target: 'k0', expiresAt: null },
+          { seq: 1, kind: 'key', target: 'k1', expiresAt: null, createdAt: T0 + 5 },
+          { seq: 2, kind: 'key', target: 'k0', expiresAt: null, createdAt: T0 + 5},
         ]);
         const byKid = new Map((await store.listSigningKeys()).map((k) => [k.kid, k]));
         assert.deepEqual([byKid.get('k1')?.state, byKid.get('k1')?.retiredAt], ['disabled', T0 + 5]);
@@ -733,9 +733,9 @@ export function storeConformance(name: string, open: OpenStore): void {
         await store.revokeSession({ sessionId: gone.session.id, now: T0 + 4 });
         const rows = await store.disableSigningKeys(['k1'], T0 + 5, true);
         assert.deepEqual(rows, [
-          { seq: 2, kind: 'key', target: 'k1', expiresAt: null },
-          { seq: 3, kind: 'session', target: b.session.id, expiresAt: b.session.accessExpiresAt },
-          { seq: 4, kind: 'session', target: a.session.id, expiresAt: a.session.accessExpiresAt },
+          { seq: 2, kind: 'key', target: 'k1', expiresAt: null, createdAt: T0 + 5 },
+          { seq: 3, kind: 'session', target: b.session.id, expiresAt: b.session.accessExpiresAt, createdAt: T0 + 5},
+          { seq: 4, kind: 'session', target: a.session.id, expiresAt: a.session.accessExpiresAt, createdAt: T0 + 5},
         ]);
         for (const s of [a.session, b.session]) assert.equal((await store.getSession(s.id))?.revokedAt, T0 + 5);
         assert.equal((await store.getSession(gone.session.id))?.revokedAt, T0 + 4);
@@ -790,8 +790,8 @@ export function storeConformance(name: string, open: OpenStore): void {
         const until = T0 + DAY;
         const rows = await store.lockUser({ userId: user.id, lockedUntil: until, now: T0 + 10, audit: auditOf('user.locked', { subject: user.id }) });
         assert.deepEqual(rows, [
-          { seq: 1, kind: 'session', target: session.id, expiresAt: session.accessExpiresAt },
-          { seq: 2, kind: 'session', target: second.id, expiresAt: second.accessExpiresAt },
+          { seq: 1, kind: 'session', target: session.id, expiresAt: session.accessExpiresAt, createdAt: T0 + 10 },
+          { seq: 2, kind: 'session', target: second.id, expiresAt: second.accessExpiresAt, createdAt: T0 + 10},
         ]);
         assert.equal((await store.findUserById(user.id))?.lockedUntil, until);
         assert.deepEqual(await store.createSession(newSession(user.id, { createdAt: until - 1 }), hash('lock:1')), { kind: 'locked', lockedUntil: until });
@@ -818,7 +818,7 @@ export function storeConformance(name: string, open: OpenStore): void {
         const kept = newSession(user.id, { createdAt: T0 + 1 });
         await store.createSession(kept, hash('pw:kept'));
         const rows = await store.setPassword({ userId: user.id, passwordHash: '$argon2id$new', exceptSessionId: kept.id, now: T0 + 2, audit: auditOf('password.changed') });
-        assert.deepEqual(rows, [{ seq: 1, kind: 'session', target: session.id, expiresAt: session.accessExpiresAt }]);
+        assert.deepEqual(rows, [{ seq: 1, kind: 'session', target: session.id, expiresAt: session.accessExpiresAt, createdAt: T0 + 2 }]);
         assert.equal((await store.findUserById(user.id))?.passwordHash, '$argon2id$new');
         assert.equal((await store.getSession(kept.id))?.revokedAt, null);
         const all = await store.setPassword({ userId: user.id, passwordHash: '$argon2id$newer', now: T0 + 3 });
@@ -832,7 +832,7 @@ export function storeConformance(name: string, open: OpenStore): void {
         const { user, session } = await userWithSession(store, 'del');
         const survivor = await userWithSession(store, 'keep');
         const rows = await store.deleteUser(user.id, T0 + 3, auditOf('user.deleted', { subject: user.id }));
-        assert.deepEqual(rows, [{ seq: 1, kind: 'session', target: session.id, expiresAt: session.accessExpiresAt }]);
+        assert.deepEqual(rows, [{ seq: 1, kind: 'session', target: session.id, expiresAt: session.accessExpiresAt, createdAt: T0 + 3 }]);
         assert.equal(await store.findUserById(user.id), null);
         assert.equal(await store.findUserByKey(user.usernameKey), null);
         assert.equal(await store.getSession(session.id), null);

@@ -246,7 +246,7 @@ if (!url) {
           await holder.end();
         }
         assert.equal((await store!.getSession('s1'))?.revokedAt, null);
-        assert.deepEqual(await store!.revokeSession({ sessionId: 's1', now: T0 + 2 }), [{ seq: 1, kind: 'session', target: 's1', expiresAt: T0 + 305_000 }]);
+        assert.deepEqual(await store!.revokeSession({ sessionId: 's1', now: T0 + 2 }), [{ seq: 1, kind: 'session', target: 's1', expiresAt: T0 + 305_000, createdAt: T0 + 2 }]);
       });
     });
   });

@@ -93,6 +93,7 @@ interface RevocationDbRow {
   kind: RevocationRow['kind'];
   target: string;
   expires_at: number | null;
+  created_at: number;
 }
 
 interface ClientRow {
@@ -157,7 +158,7 @@ const toClient = (r: ClientRow): ClientRecord => ({ id: r.id, name: r.name, secr
 
 const toThrottle = (r: ThrottleRow): ThrottleState => ({ failures: r.failures, blockedUntil: r.blocked_until, expiresAt: r.expires_at });
 
-const toRevocation = (r: RevocationDbRow): RevocationRow => ({ seq: r.seq, kind: r.kind, target: r.target, expiresAt: r.expires_at });
+const toRevocation = (r: RevocationDbRow): RevocationRow => ({ seq: r.seq, kind: r.kind, target: r.target, expiresAt: r.expires_at, createdAt: r.created_at });
 
 const toAudit = (r: AuditRow): AuditEvent => ({
   id: r.id,
@@ -434,11 +435,11 @@ export class PostgresStore implements Store {
   }
 
   /** Takes the next seqs from the head row and writes the rows. Called last in a transaction, so the one lock every revoker in the cluster shares is held briefly. */
-  private async appendRevocations(run: Run, entries: Omit<RevocationRow, 'seq'>[], now: number): Promise<RevocationRow[]> {
+  private async appendRevocations(run: Run, entries: Omit<RevocationRow, 'seq' | 'createdAt'>[], now: number): Promise<RevocationRow[]> {
     const head = (await run<{ last_seq: number }>('UPDATE revocation_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq', [entries.length])).rows[0];
     if (!head) throw new Error('revocation log not initialised: run migrate() first');
     const first = head.last_seq - entries.length + 1;
-    const rows = entries.map((e, i): RevocationRow => ({ seq: first + i, ...e }));
+    const rows = entries.map((e, i): RevocationRow => ({ seq: first + i, ...e, createdAt: now }));
     await run(
       `INSERT INTO revocations (seq, kind, target, expires_at, created_at)
        SELECT r.seq, r.kind, r.target, r.expires_at, $5::bigint FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS r(seq, kind, target, expires_at)`,
@@ -489,7 +490,7 @@ export class PostgresStore implements Store {
 
   async readRevocations(afterSeq: number, limit: number, now: number): Promise<RevocationRow[]> {
     const result = await this.query<RevocationDbRow>(
-      'SELECT seq, kind, target, expires_at FROM revocations WHERE seq > $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY seq LIMIT $3',
+      'SELECT seq, kind, target, expires_at, created_at FROM revocations WHERE seq > $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY seq LIMIT $3',
       [afterSeq, now, limit],
     );
     return result.rows.map(toRevocation);

@@ -83,6 +83,7 @@ const toRevocation = (r: Row): RevocationRow => ({
   kind: r.kind as RevocationRow['kind'],
   target: r.target as string,
   expiresAt: (r.expires_at as number | null) ?? null,
+  createdAt: r.created_at as number,
 });
 
 export interface SqliteStoreOptions {
@@ -252,7 +253,7 @@ export class SqliteStore implements Store {
       seq += 1;
       markRevoked.run(now, s.id);
       append.run(seq, s.id, s.accessExpiresAt, now);
-      return { seq, kind: 'session', target: s.id, expiresAt: s.accessExpiresAt };
+      return { seq, kind: 'session', target: s.id, expiresAt: s.accessExpiresAt, createdAt: now };
     });
   }
 
@@ -285,7 +286,7 @@ export class SqliteStore implements Store {
   async readRevocations(afterSeq: number, limit: number, now: number): Promise<RevocationRow[]> {
     return (
       this.db
-        .prepare('SELECT seq, kind, target, expires_at FROM revocations WHERE seq > ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT ?')
+        .prepare('SELECT seq, kind, target, expires_at, created_at FROM revocations WHERE seq > ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT ?')
         .all(afterSeq, now, limit) as Row[]
     ).map(toRevocation);
   }
@@ -338,7 +339,7 @@ export class SqliteStore implements Store {
           seq += 1;
           this.db.prepare("UPDATE signing_keys SET state = 'disabled', retired_at = COALESCE(retired_at, ?) WHERE kid = ?").run(now, kid);
           this.db.prepare("INSERT INTO revocations (seq, kind, target, expires_at, created_at) VALUES (?, 'key', ?, NULL, ?)").run(seq, kid, now);
-          rows.push({ seq, kind: 'key', target: kid, expiresAt: null });
+          rows.push({ seq, kind: 'key', target: kid, expiresAt: null, createdAt: now });
         }
       }
       if (revokeSessions) {

@@ -68,13 +68,13 @@ export class PrometheusMetrics implements LatchMetrics {
     new Gauge({ name: 'latch_revocation_entries', help: 'Live revocation entries held in memory', registers, collect() { this.set(latch.revocations.state.size); } });
     new Gauge({ name: 'latch_revocation_seq', help: 'Highest revocation seq applied', registers, collect() { this.set(latch.revocations.position.seq); } });
     new Gauge({ name: 'latch_password_hash_queue_depth', help: 'Password hashes running or waiting', registers, collect() { this.set(latch.passwords.depth); } });
+    if (busConnected() === null) return; // no Redis configured: nothing to report
     new Gauge({
       name: 'latch_bus_connected',
       help: '1 while the Redis bus is connected (absent without Redis); Redis down alone is not staleness',
       registers,
       collect() {
-        const connected = busConnected();
-        if (connected !== null) this.set(connected ? 1 : 0);
+        this.set(busConnected() ? 1 : 0);
       },
     });
   }

@@ -4,10 +4,12 @@ import { writeFileSync } from 'node:fs';
 import { cpus, platform, release, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { coreParts, type Part } from './core.ts';
+import { protectionParts } from './protection.ts';
 import { renderMarkdown, renderText, type Section } from './report.ts';
 
 const SUITES: Record<string, { summary: string; parts: Part[] }> = {
   core: { summary: 'the src/core goals of DESIGN.md: per-request check, login, revocation memory', parts: coreParts },
+  protection: { summary: 'account protection: login with throttling, refused-login timing, key rotation', parts: protectionParts },
 };
 
 const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));

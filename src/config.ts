@@ -251,6 +251,11 @@ function crossCheck(c: Config, env: NodeJS.ProcessEnv, fromFile: Record<string, 
   if (c.databaseUrl && !issuerGiven) {
     throw new ConfigError('LATCH_ISSUER: required when LATCH_DATABASE_URL is set, so that every node signs tokens with the same issuer');
   }
+  if (c.pollInterval * 2 > c.stalenessBudget * 1000) {
+    throw new ConfigError(
+      `LATCH_POLL_INTERVAL: ${c.pollInterval} ms must be at most half of LATCH_STALENESS_BUDGET (${c.stalenessBudget} s), or every node goes stale between two polls`,
+    );
+  }
   if (c.sessionIdle > c.refreshTtl) {
     throw new ConfigError(`LATCH_SESSION_IDLE: ${c.sessionIdle} is longer than LATCH_REFRESH_TTL (${c.refreshTtl})`);
   }

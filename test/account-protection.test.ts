@@ -105,9 +105,9 @@ describe('lock: block until T', () => {
     assert.equal(known.statusCode, 423);
     assert.equal(json(known).code, 'account_locked');
     assert.equal(json(known).locked_until, new Date(clock.now() + 3600_000).toISOString());
-    // a known device with the wrong password still gets the generic answer
+    // the known device is told whatever password it sends (DESIGN.md point 8): it is the owner's
     const knownWrong = await post(h.app, '/v1/login', { username: 'lucy', password: 'wrong password', device_token: (first as Tokens & { device_token: string }).device_token });
-    assert.equal(knownWrong.statusCode, 401);
+    assert.equal(knownWrong.statusCode, 423);
   });
 
   it('lifts itself at T', async () => {
@@ -234,6 +234,12 @@ describe('password change, reset and deletion', () => {
     assert.equal(json(wrong).code, 'invalid_credentials');
     assert.equal(wrong.headers['www-authenticate'], undefined);
     assert.equal((await post(h.app, '/v1/password', { current_password: PASSWORD, new_password: 'short' }, bearer(a.access_token))).statusCode, 400);
+    // guessing the current password with a stolen access token is throttled like a login
+    for (let i = 0; i < 4; i += 1) await post(h.app, '/v1/password', { current_password: `guess ${i}`, new_password: 'a brand new password' }, bearer(a.access_token));
+    const guessing = await post(h.app, '/v1/password', { current_password: PASSWORD, new_password: 'a brand new password' }, bearer(a.access_token));
+    assert.equal(guessing.statusCode, 429);
+    assert.equal(json(guessing).code, 'too_many_attempts');
+    await h.opened.latch.store.clearThrottle(`password:${(await h.opened.latch.findUser('pat'))!.id}`);
     assert.equal(await me(h, b.access_token), 200, 'nothing changed yet');
     const ok = await post(h.app, '/v1/password', { current_password: PASSWORD, new_password: 'a brand new password' }, bearer(a.access_token));
     assert.equal(ok.statusCode, 204);
@@ -277,6 +283,35 @@ describe('password change, reset and deletion', () => {
     assert.deepEqual((page.events as { id: number }[]).map((e) => e.id), [events[2]!.id, events[3]!.id]);
     for (const q of ['limit=0', 'limit=1001', 'after=-1', 'after=abc', 'x=1']) {
       assert.equal((await h.app.inject({ url: `/v1/admin/audit?${q}`, headers: bearer(admin.access_token) })).statusCode, 400, q);
+    }
+  });
+});
+
+describe('request-rate limits', () => {
+  it('sign-ups per address: a burst, then 429 rate_limited with Retry-After; LATCH_RATE_LIMITS=off lifts it', async () => {
+    const h = await harness();
+    try {
+      const from = (ip: string, i: number) =>
+        h.app.inject({ method: 'POST', url: '/v1/users', payload: { username: `burst-${ip.replace(/\./g, '-')}-${i}`, password: PASSWORD }, headers: { 'content-type': 'application/json' }, remoteAddress: ip });
+      const codes: number[] = [];
+      for (let i = 0; i < 31; i += 1) codes.push((await from('203.0.113.5', i)).statusCode);
+      assert.deepEqual(codes.slice(0, 30), Array(30).fill(201));
+      const limited = await from('203.0.113.5', 99);
+      assert.equal(limited.statusCode, 429);
+      assert.equal(json(limited).code, 'rate_limited');
+      assert.ok(Number(limited.headers['retry-after']) >= 1);
+      assert.equal((await from('203.0.113.6', 0)).statusCode, 201, 'another address has its own bucket');
+    } finally {
+      await h.close();
+    }
+    const off = await harness({ rateLimits: false });
+    try {
+      for (let i = 0; i < 35; i += 1) {
+        const res = await off.app.inject({ method: 'POST', url: '/v1/users', payload: { username: `free-${i}`, password: PASSWORD }, headers: { 'content-type': 'application/json' } });
+        assert.equal(res.statusCode, 201);
+      }
+    } finally {
+      await off.close();
     }
   });
 });

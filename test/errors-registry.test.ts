@@ -47,7 +47,7 @@ describe('GET /openapi.json', () => {
     }
     const login = doc.paths['/v1/login']!.post!.responses;
     assert.deepEqual(login['401']?.['x-error-codes'], ['invalid_credentials']);
-    assert.deepEqual(login['503']?.['x-error-codes'], ['overloaded']);
+    assert.deepEqual(login['503']?.['x-error-codes'], ['overloaded', 'store_unavailable']);
     assert.ok(login['400']?.['x-error-codes']?.includes('invalid_request'));
     const me = doc.paths['/v1/me']!.get!.responses;
     assert.deepEqual(me['401']?.['x-error-codes'], ['invalid_token']);

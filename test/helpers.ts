@@ -35,7 +35,7 @@ export async function harness(overrides: Partial<Record<keyof Config, unknown>> 
   const config = testConfig(dir, overrides);
   const metrics = new PrometheusMetrics();
   const opened = await openLatch(config, { metrics, ...(options.clock ? { clock: options.clock } : {}) });
-  const app = await buildApp(opened.latch, { logLevel: 'silent', metrics, busConnected: opened.busConnected });
+  const app = await buildApp(opened.latch, { logLevel: 'silent', metrics, busConnected: opened.busConnected, rateLimits: config.rateLimits, corsOrigins: config.corsOrigins, trustProxy: config.trustProxy });
   return {
     app,
     opened,

@@ -8,6 +8,7 @@ import { ConfigError, LatchError } from '../core/errors.ts';
 import { openLatch } from '../compose.ts';
 import { serve } from './serve.ts';
 import { readPassword } from './prompt.ts';
+import { clients } from './clients.ts';
 
 const USAGE = `Usage: latch [--config FILE] <command>
 
@@ -26,6 +27,10 @@ Commands:
   keys rotate [--emergency [--revoke-sessions]]
                                      scheduled: publish a next key that signs after the lead time;
                                      emergency: a new key signs now and the old ones are disabled at once
+  clients add <name> [--json]        a resource-server credential (revocation feed, introspection):
+                                     prints its id and secret once; only the secret's hash is kept
+  clients list                       list resource-server clients
+  clients remove <name>              remove a client; its credential stops working at once
 
 Configuration: LATCH_* environment variables or --config FILE (see docs/configuration.md).`;
 
@@ -101,7 +106,12 @@ async function users(config: Config, args: string[], flags: Flags): Promise<numb
     if (flags.for !== undefined && flags.until !== undefined) throw new UsageError('give --for or --until, not both');
     const until = flags.until !== undefined ? Date.parse(flags.until) : undefined;
     if (until !== undefined && Number.isNaN(until)) throw new UsageError('--until must be an ISO 8601 date-time, e.g. 2026-12-31T23:00:00Z');
-    const seconds = flags.for !== undefined ? parseDuration(flags.for, '--for') : undefined;
+    let seconds: number | undefined;
+    try {
+      seconds = flags.for !== undefined ? parseDuration(flags.for, '--for') : undefined;
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
     const locked = await withLatch(config, (latch) =>
       latch.admin.lockUser(name, { ...(seconds !== undefined ? { seconds } : {}), ...(until !== undefined ? { until } : {}), ...(flags.reason ? { reason: flags.reason } : {}) }, 'cli', null),
     );
@@ -171,6 +181,7 @@ export async function main(argv: string[]): Promise<number> {
         reason: { type: 'string' },
         emergency: { type: 'boolean', default: false },
         'revoke-sessions': { type: 'boolean', default: false },
+        json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -202,6 +213,10 @@ export async function main(argv: string[]): Promise<number> {
         return await keys(config, rest, flags);
       case 'sessions':
         return await sessions(config, rest);
+      case 'clients':
+        return await clients(config, rest, { json: values.json ?? false }, (message) => {
+          throw new UsageError(message);
+        });
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command)}`);
     }

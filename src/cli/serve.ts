@@ -9,7 +9,15 @@ export async function serve(config: Config, version: string): Promise<number> {
   const log = (message: string): void => void process.stderr.write(`latch: ${message}\n`);
   const metrics = new PrometheusMetrics();
   const opened = await openLatch(config, { metrics, onError: (err) => log(`background error: ${(err as Error).message ?? String(err)}`) });
-  const app = await buildApp(opened.latch, { logLevel: config.logLevel, trustProxy: config.trustProxy, version, metrics, busConnected: opened.busConnected });
+  const app = await buildApp(opened.latch, {
+    logLevel: config.logLevel,
+    trustProxy: config.trustProxy,
+    corsOrigins: config.corsOrigins,
+    rateLimits: config.rateLimits,
+    version,
+    metrics,
+    busConnected: opened.busConnected,
+  });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {

@@ -9,6 +9,7 @@ import type { PasswordHasher } from './passwords.ts';
 import type { RevocationSync } from './revocation.ts';
 import type { KeyRotation, RotationResult } from './rotation.ts';
 import { usernameKey, validatePassword } from './username.ts';
+import type { LoginThrottle } from './throttle.ts';
 
 export interface AdminContext {
   ip: string | null;
@@ -21,6 +22,7 @@ export interface AdministrationDeps {
   passwords: PasswordHasher;
   revocations: RevocationSync;
   rotation: KeyRotation;
+  throttle: LoginThrottle;
   /** seconds a lock lasts when no end is given */
   lockDuration: number;
   audit: (type: AuditType, ctx: AdminContext | null, fields: Partial<Pick<AuditInput, 'actor' | 'subject' | 'detail'>>) => AuditInput;
@@ -92,9 +94,14 @@ export class Administration {
     const password = validatePassword(newPassword, 'new_password');
     const user = await this.deps.store.findUserById(userId);
     if (!user) throw new LatchError('invalid_token', { cause: 'user gone' });
+    const now = this.deps.clock.now();
+    const verdict = await this.deps.throttle.checkPasswordChange(userId, now);
+    if (verdict.blocked) throw new LatchError('too_many_attempts', { retryAfter: verdict.retryAfter, detail: `Too many wrong passwords; try again in ${verdict.retryAfter} s` });
     if (!(await this.deps.passwords.verify(user.passwordHash, currentPassword))) {
+      await this.deps.throttle.recordPasswordChangeFailure(userId, now);
       throw new LatchError('invalid_credentials', { detail: 'The current password is wrong' });
     }
+    await this.deps.throttle.clearPasswordChange(userId);
     const passwordHash = await this.deps.passwords.hash(password);
     const rows = await this.deps.store.setPassword({
       userId,

@@ -165,6 +165,7 @@ export class Latch {
       passwords: this.passwords,
       revocations: this.revocations,
       rotation: this.rotation,
+      throttle: this.throttle,
       lockDuration: s.lockDuration,
       audit: (type, ctx, fields) => this.audit(type, ctx, fields),
     });
@@ -264,16 +265,14 @@ export class Latch {
     }
     const ok = await this.passwords.verify(user?.passwordHash ?? null, input.password);
     const locked = user !== null && user.lockedUntil !== null && user.lockedUntil > now;
-    if (!user || !ok || (locked && !device)) {
-      await this.throttle.recordFailure(key, device, ctx.ip, now);
+    if (!user || !ok || locked) {
+      if (!ok || !device) await this.throttle.recordFailure(key, device, ctx.ip, now);
       const reason = !user ? 'unknown_user' : !ok ? 'wrong_password' : 'locked';
-      this.metrics.login('failure');
+      this.metrics.login(locked && device ? 'locked' : 'failure');
       await this.store.appendAudit(this.audit('login.failed', ctx, { subject: user?.id ?? null, detail: { reason, known_device: device !== null } }));
+      // only a device that has logged in to this account before learns that it is locked
+      if (locked && device) throw this.lockedError(user.lockedUntil!);
       throw new LatchError('invalid_credentials');
-    }
-    if (locked) {
-      this.metrics.login('locked');
-      throw this.lockedError(user.lockedUntil!);
     }
     await this.throttle.recordSuccess(key, device);
     const tokens = await this.openSession(user, input.device ?? null, ctx);

@@ -99,6 +99,24 @@ export class LoginThrottle {
     for (const { key, policy } of this.keys(usernameKey, device, ip)) await this.counters.recordThrottleFailure(key, now, policy);
   }
 
+  /**
+   * The current-password check of a password change, by someone holding a session: its own
+   * counter per user, the unknown-device rule (a stolen access token must not make a fast oracle).
+   */
+  async checkPasswordChange(userId: string, now: number): Promise<ThrottleVerdict> {
+    const state = await this.counters.getThrottle(`password:${userId}`, now);
+    if (state && state.blockedUntil > now) return { blocked: true, retryAfter: Math.max(1, Math.ceil((state.blockedUntil - now) / 1000)), scope: 'username' };
+    return { blocked: false };
+  }
+
+  async recordPasswordChangeFailure(userId: string, now: number): Promise<void> {
+    await this.counters.recordThrottleFailure(`password:${userId}`, now, this.userPolicy);
+  }
+
+  async clearPasswordChange(userId: string): Promise<void> {
+    await this.counters.clearThrottle(`password:${userId}`);
+  }
+
   /** A success resets only its own counter: the device's, or the username's for unknown devices (never the IP's). */
   async recordSuccess(usernameKey: string, device: Device | null): Promise<void> {
     await this.counters.clearThrottle(device ? `device:${device.deviceId}:${device.userId}` : `user:${usernameKey}`);

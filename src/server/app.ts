@@ -59,7 +59,18 @@ export async function buildApp(latch: Latch, options: AppOptions = {}): Promise<
         : {
             level: options.logLevel,
             redact: {
-              paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]', 'req.body.password', 'req.body.refresh_token'],
+              paths: [
+                'req.headers.authorization',
+                'req.headers.cookie',
+                'res.headers["set-cookie"]',
+                'req.body.password',
+                'req.body.current_password',
+                'req.body.new_password',
+                'req.body.refresh_token',
+                'req.body.device_token',
+                'req.body.token',
+                'req.body.client_secret',
+              ],
               censor: '[redacted]',
             },
           },
@@ -97,14 +108,14 @@ export async function buildApp(latch: Latch, options: AppOptions = {}): Promise<
   const metrics = options.metrics ?? new PrometheusMetrics();
   metrics.observe(latch, options.busConnected ?? (() => null));
   metricsRoute(app, metrics);
-  userRoutes(app, latch);
+  const rateLimits = options.rateLimits !== false;
+  userRoutes(app, latch, { rateLimits });
   passwordRoutes(app, latch);
   adminRoutes(app, latch);
   authRoutes(app, latch, new RefreshCookie({ issuer: latch.settings.issuer, corsOrigins: options.corsOrigins ?? [] }));
   sessionRoutes(app, latch);
   operationRoutes(app, latch);
   const clients = new ClientRegistry(latch.store, latch.clock);
-  const rateLimits = options.rateLimits !== false;
   revocationRoutes(app, latch, { clients, rateLimits });
   oauthMetadataRoute(app, latch);
   // its own scope: the form-urlencoded body parser and the RFC 6749 error format apply to /oauth/* only

@@ -12,7 +12,9 @@ interface Collected {
   bearer: boolean;
 }
 
-const ALWAYS: ErrorCode[] = ['server_error'];
+const ALWAYS: ErrorCode[] = ['server_error', 'store_unavailable'];
+/** a path parameter that is too long or malformed */
+const WITH_PARAMS: ErrorCode[] = ['invalid_request', 'uri_too_long'];
 const WITH_BODY: ErrorCode[] = ['invalid_request', 'payload_too_large', 'unsupported_media_type'];
 
 export function collectRoutes(app: FastifyInstance): Collected[] {
@@ -38,7 +40,7 @@ export function buildOpenApi(routes: Collected[], info: { issuer: string; versio
       responses[status] = { description: 'Success', content: { 'application/json': { schema } } };
     }
     if (Object.keys(responses).length === 0) responses['204'] = { description: 'Done, no content' };
-    const codes = [...new Set([...r.errors, ...(r.schema.body ? WITH_BODY : []), ...ALWAYS])];
+    const codes = [...new Set([...r.errors, ...(r.schema.body ? WITH_BODY : []), ...(r.schema.params ? WITH_PARAMS : []), ...ALWAYS])];
     const byStatus = new Map<number, ErrorCode[]>();
     for (const code of codes) byStatus.set(ERRORS[code].status, [...(byStatus.get(ERRORS[code].status) ?? []), code]);
     for (const [status, list] of [...byStatus].sort((a, b) => a[0] - b[0])) {

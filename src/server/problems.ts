@@ -26,7 +26,8 @@ function fromFastify(err: FastifyError): LatchError {
     const where = err.validationContext ?? 'request';
     const first = err.validation[0];
     const path = first?.instancePath ? `${where}${first.instancePath.replace(/\//g, '.')}` : where;
-    const message = first?.message ?? 'is invalid';
+    const extra = (first?.params as { additionalProperty?: unknown } | undefined)?.additionalProperty;
+    const message = typeof extra === 'string' ? `has an unknown field "${extra.slice(0, 40)}"` : (first?.message ?? 'is invalid');
     return new LatchError('invalid_request', { detail: `${path} ${message}`.slice(0, 300) });
   }
   switch (err.code) {
@@ -90,10 +91,12 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
     socket.destroy();
     return;
   }
-  const code: ErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'invalid_request' : 'invalid_request';
+  const code: ErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'invalid_request';
   const body = JSON.stringify(problemOf(code));
   socket.end(
     `HTTP/1.1 ${ERRORS[code].status} ${code === 'headers_too_large' ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
-      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nContent-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n` +
+      `Connection: close\r\n\r\n${body}`,
   );
 }

@@ -4,8 +4,14 @@ import type { Latch } from '../../core/latch.ts';
 import type { App } from '../app-types.ts';
 import { BEARER_ERRORS, principalOf, requestContext, requireBearer } from '../context.ts';
 import { Password, User, Username } from '../schemas.ts';
+import { RateLimiter } from '../rate-limit.ts';
+import { ipBucket } from '../../core/throttle.ts';
 
-export function userRoutes(app: App, latch: Latch): void {
+/** Sign-ups per address: a burst of 30, then one every 2 s (LATCH_RATE_LIMITS=off lifts it). */
+const SIGNUP_LIMIT = { burst: 30, perSecond: 0.5 };
+
+export function userRoutes(app: App, latch: Latch, options: { rateLimits: boolean }): void {
+  const signups = new RateLimiter(SIGNUP_LIMIT, options.rateLimits, () => latch.clock.now());
   app.post(
     '/v1/users',
     {
@@ -14,7 +20,8 @@ export function userRoutes(app: App, latch: Latch): void {
         body: Type.Object({ username: Username, password: Password }, { additionalProperties: false }),
         response: { 201: User },
       },
-      config: { errors: ['invalid_request', 'username_taken', 'signup_closed', 'overloaded'] },
+      config: { errors: ['invalid_request', 'username_taken', 'signup_closed', 'rate_limited', 'overloaded'] },
+      preHandler: async (request) => signups.check(ipBucket(request.ip)),
     },
     async (request, reply) => {
       const user = await latch.register(request.body, requestContext(request));
@@ -44,7 +51,7 @@ export function passwordRoutes(app: App, latch: Latch): void {
         summary: 'Change your password: every other session ends, this one stays',
         body: Type.Object({ current_password: Type.String({ minLength: 1, maxLength: 1024 }), new_password: Password }, { additionalProperties: false }),
       },
-      config: { auth: 'bearer', errors: [...BEARER_ERRORS, 'invalid_request', 'invalid_credentials', 'overloaded'] },
+      config: { auth: 'bearer', errors: [...BEARER_ERRORS, 'invalid_request', 'invalid_credentials', 'too_many_attempts', 'overloaded'] },
       onRequest: requireBearer(latch),
     },
     async (request, reply) => {

@@ -3,6 +3,8 @@
 // across processes (a running server and the CLI on the same data directory).
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { StoreUnavailableError } from '../../core/errors.ts';
 import type {
   AuditEvent,
   AuditInput,
@@ -95,6 +97,8 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
 
   constructor(options: SqliteStoreOptions) {
+    // created 0600 first: SQLite gives the -wal and -shm files the database file's mode
+    if (options.path !== ':memory:' && !existsSync(options.path)) closeSync(openSync(options.path, 'a', 0o600));
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
     // WAL + NORMAL survives any process crash; only an OS crash or power loss can drop the last commits.
@@ -105,7 +109,13 @@ export class SqliteStore implements Store {
 
   /** Runs fn in BEGIN IMMEDIATE … COMMIT (rolled back if it throws). */
   private tx<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (err) {
+      // another process held the write lock past busy_timeout: a 503 to retry, not a bug
+      if ((err as { code?: string }).code === 'SQLITE_BUSY') throw new StoreUnavailableError(err);
+      throw err;
+    }
   }
 
   async migrate(): Promise<void> {

@@ -53,14 +53,17 @@ export class RefreshCookie {
   assertSameOrigin(request: FastifyRequest, options: { allowMissing?: boolean } = {}): void {
     const origin = request.headers.origin;
     if (origin === undefined && options.allowMissing) return;
-    if (typeof origin === 'string' && this.isAllowed(origin, request)) return;
+    if (this.isSameOrigin(request)) return;
     throw new LatchError('origin_not_allowed', {
       detail: origin === undefined ? 'A request that uses the refresh cookie must carry an Origin header' : 'This origin may not use the refresh cookie',
       cause: `origin ${String(origin).slice(0, 100)}`,
     });
   }
 
-  isAllowed(origin: string, request: FastifyRequest): boolean {
+  /** Origin is this server (its issuer, or the host the request was sent to) or a configured origin. */
+  isSameOrigin(request: FastifyRequest): boolean {
+    const origin = request.headers.origin;
+    if (typeof origin !== 'string') return false;
     if (origin === this.issuerOrigin || this.allowed.has(origin)) return true;
     return origin === requestOrigin(request);
   }

@@ -42,5 +42,5 @@ export const Session = Type.Object({
 
 export const LoginResponse = Type.Object({
   ...TokenResponse.properties,
-  device_token: Type.String({ description: 'send it back as device_token on later logins (browsers get it as an HttpOnly cookie)' }),
+  device_token: Type.Optional(Type.String({ description: 'send it back as device_token on later logins (absent in cookie mode: browsers get it as an HttpOnly cookie)' })),
 });

@@ -1,12 +1,22 @@
 // Login, refresh and logout: where sessions begin, rotate and end.
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import type { Latch } from '../../core/latch.ts';
+import { isLatchError, LatchError } from '../../core/errors.ts';
+import type { Latch, LogoutScope, Principal, RequestContext } from '../../core/latch.ts';
 import type { App } from '../app-types.ts';
-import { BEARER_ERRORS, principalOf, requestContext, requireBearer } from '../context.ts';
+import { BEARER_ERRORS, bearerToken, requestContext } from '../context.ts';
+import type { RefreshCookie } from '../cookies.ts';
 import { LoginResponse, TokenResponse } from '../schemas.ts';
 import { DEVICE_COOKIE, setDeviceCookie } from '../device-cookie.ts';
 
-export function authRoutes(app: App, latch: Latch): void {
+// In cookie mode the refresh token travels in the HttpOnly cookie, never in the body.
+const refreshTokenOptional = <P extends { refresh_token: unknown }>(properties: P) => ({ ...properties, refresh_token: Type.Optional(Type.String()) });
+const CookieModeLoginResponse = Type.Object(refreshTokenOptional(LoginResponse.properties));
+const CookieModeTokenResponse = Type.Object(refreshTokenOptional(TokenResponse.properties));
+
+const noStore = (reply: FastifyReply): FastifyReply => reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
+
+export function authRoutes(app: App, latch: Latch, refreshCookie: RefreshCookie): void {
   app.post(
     '/v1/login',
     {
@@ -19,19 +29,25 @@ export function authRoutes(app: App, latch: Latch): void {
             password: Type.String({ minLength: 1, maxLength: 1024 }),
             device: Type.Optional(Type.String({ maxLength: 100, description: 'a name for this device, shown in the sessions list' })),
             device_token: Type.Optional(Type.String({ maxLength: 200, description: 'the device_token of an earlier login (non-browser clients; browsers send the cookie)' })),
+            cookie: Type.Optional(Type.Boolean({ description: 'browser mode: the refresh token is set as an HttpOnly cookie and left out of the body' })),
           },
           { additionalProperties: false },
         ),
-        response: { 200: LoginResponse },
+        response: { 200: CookieModeLoginResponse },
       },
-      config: { errors: ['invalid_request', 'invalid_credentials', 'account_locked', 'too_many_attempts', 'overloaded'] },
+      config: { errors: ['invalid_request', 'origin_not_allowed', 'invalid_credentials', 'account_locked', 'too_many_attempts', 'overloaded'] },
     },
     async (request, reply) => {
-      const { username, password, device } = request.body;
+      const { username, password, device, cookie } = request.body;
+      // a page of another site has no use for a cookie it cannot spend; curl sends no Origin
+      if (cookie) refreshCookie.assertSameOrigin(request, { allowMissing: true });
       const deviceToken = request.body.device_token ?? request.cookies[DEVICE_COOKIE] ?? null;
       const tokens = await latch.login({ username, password, device: device ?? null, deviceToken }, requestContext(request));
       setDeviceCookie(request, reply, tokens.device_token);
-      return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(tokens);
+      if (!cookie) return noStore(reply).send(tokens);
+      // a browser holds both secrets as HttpOnly cookies: neither reaches script
+      const { device_token: _device, ...rest } = refreshCookie.moveToCookie(request, reply, tokens);
+      return noStore(reply).send(rest);
     },
   );
 
@@ -39,15 +55,31 @@ export function authRoutes(app: App, latch: Latch): void {
     '/v1/refresh',
     {
       schema: {
-        summary: 'Exchange a refresh token for new tokens (the refresh token rotates)',
-        body: Type.Object({ refresh_token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false }),
-        response: { 200: TokenResponse },
+        summary: 'Exchange a refresh token for new tokens (the refresh token rotates); in cookie mode it is read from, and rotated in, the cookie',
+        body: Type.Optional(
+          Type.Object({ refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })) }, { additionalProperties: false }),
+        ),
+        response: { 200: CookieModeTokenResponse },
       },
-      config: { errors: ['invalid_request', 'invalid_grant', 'refresh_token_reused'] },
+      config: { errors: ['invalid_request', 'origin_not_allowed', 'invalid_grant', 'refresh_token_reused'] },
+      // cookie mode sends no body at all
+      preValidation: async (request) => {
+        request.body ??= {};
+      },
     },
     async (request, reply) => {
-      const tokens = await latch.refresh(request.body.refresh_token, requestContext(request));
-      return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(tokens);
+      const ctx = requestContext(request);
+      const fromBody = request.body?.refresh_token;
+      if (fromBody !== undefined) return noStore(reply).send(await latch.refresh(fromBody, ctx));
+      const fromCookie = refreshCookie.read(request);
+      if (fromCookie === null) throw new LatchError('invalid_request', { detail: 'send refresh_token in the body, or the refresh cookie of a cookie-mode login' });
+      refreshCookie.assertSameOrigin(request);
+      const tokens = await latch.refresh(fromCookie, ctx).catch((err: unknown) => {
+        // a dead cookie is of no further use: drop it so the browser stops sending it
+        if (isLatchError(err) && (err.code === 'invalid_grant' || err.code === 'refresh_token_reused')) refreshCookie.clear(request, reply);
+        throw err;
+      });
+      return noStore(reply).send(refreshCookie.moveToCookie(request, reply, tokens));
     },
   );
 
@@ -55,21 +87,64 @@ export function authRoutes(app: App, latch: Latch): void {
     '/v1/logout',
     {
       schema: {
-        summary: 'End this session, every other one, or all of them',
+        summary: 'End this session, every other one, or all of them (authenticated by the bearer token, or in cookie mode by the refresh cookie alone)',
         body: Type.Optional(
           Type.Object({ scope: Type.Optional(Type.Union([Type.Literal('session'), Type.Literal('others'), Type.Literal('all')])) }, { additionalProperties: false }),
         ),
       },
-      config: { auth: 'bearer', errors: ['invalid_request', ...BEARER_ERRORS] },
+      config: { auth: 'bearer', errors: ['invalid_request', 'origin_not_allowed', 'invalid_grant', ...BEARER_ERRORS] },
+      // who is logging out is settled before the body is read: a valid bearer token, else the cookie
+      onRequest: async (request) => {
+        const bearer = authenticateBearer(latch, request);
+        if (bearer.principal) {
+          request.principal = bearer.principal;
+          return;
+        }
+        if (refreshCookie.read(request) === null) throw bearer.error;
+        refreshCookie.assertSameOrigin(request);
+      },
       // no body at all means the default scope
       preValidation: async (request) => {
         request.body ??= {};
       },
-      onRequest: requireBearer(latch),
     },
     async (request, reply) => {
-      await latch.logout(principalOf(request), request.body?.scope ?? 'session', requestContext(request));
+      const scope = request.body?.scope ?? 'session';
+      const ctx = requestContext(request);
+      const cookieToken = refreshCookie.read(request);
+      if (request.principal) {
+        await latch.logout(request.principal, scope, ctx);
+        // the browser's cookie may belong to a newer session than the tab's token: it ends too
+        if (scope === 'session' && cookieToken !== null && refreshCookie.isSameOrigin(request)) await latch.logoutWithRefreshToken(cookieToken, 'session', ctx);
+      } else if (cookieToken !== null) {
+        await logoutByCookie(latch, cookieToken, scope, ctx).catch((err: unknown) => {
+          refreshCookie.clear(request, reply);
+          throw err;
+        });
+      }
+      // "others" keeps this session, and with it the cookie that refreshes it
+      if (scope !== 'others') refreshCookie.clear(request, reply);
       return reply.code(204).send();
     },
   );
+}
+
+/** The bearer token's principal, or why there is none (a logout may still go on by cookie). */
+function authenticateBearer(latch: Latch, request: FastifyRequest): { principal: Principal; error: null } | { principal: null; error: unknown } {
+  const token = bearerToken(request);
+  if (token === null) return { principal: null, error: new LatchError('invalid_token', { cause: 'no bearer token or refresh cookie' }) };
+  try {
+    return { principal: latch.authenticate(token), error: null };
+  } catch (err) {
+    return { principal: null, error: err };
+  }
+}
+
+/**
+ * Logout by the refresh cookie alone. A live session revokes at least its own row for
+ * "session" and "all", so none revoked means the cookie was dead and nothing was ended.
+ */
+async function logoutByCookie(latch: Latch, cookieToken: string, scope: LogoutScope, ctx: RequestContext): Promise<void> {
+  const revoked = await latch.logoutWithRefreshToken(cookieToken, scope, ctx);
+  if (revoked === 0 && scope !== 'others') throw new LatchError('invalid_grant', { cause: 'logout with a dead refresh cookie' });
 }

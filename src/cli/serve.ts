@@ -35,15 +35,28 @@ export async function serve(config: Config, version: string): Promise<number> {
       stopping = true;
       log(`${signal}: draining and shutting down`);
       const force = setTimeout(() => {
-        log('shutdown took longer than 10 s; exiting');
+        log('shutdown took longer than 10 s; closing every connection and exiting');
+        app.server.closeAllConnections();
         resolve(1);
+        // whatever still holds the event loop open must not keep a stopping node alive
+        setTimeout(() => process.exit(1), 1_000).unref();
       }, 10_000);
       force.unref();
+      // server.close() drops idle keep-alive connections once, when it starts; a connection
+      // that finishes its last request during the drain goes idle later and must be dropped too
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
       void (async () => {
-        await app.close();
-        await opened.close();
-        clearTimeout(force);
-        resolve(0);
+        try {
+          await app.close();
+          await opened.close();
+          resolve(0);
+        } catch (err) {
+          log(`shutdown failed: ${(err as Error).message ?? String(err)}`);
+          resolve(1);
+        } finally {
+          clearInterval(sweep);
+          clearTimeout(force);
+        }
       })();
     };
     process.once('SIGTERM', () => stop('SIGTERM'));

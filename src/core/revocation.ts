@@ -109,7 +109,7 @@ export class RevocationSync {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) clearInterval(this.timer);
     this.unsubscribe?.();
     await this.running;
   }
@@ -164,11 +164,10 @@ export class RevocationSync {
     return this.running;
   }
 
+  /** A fixed-rate poll: the next read starts on the beat, not an interval after the last one ended. */
   private schedule(): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
-      void this.wake().finally(() => this.schedule());
-    }, this.options.pollIntervalMs);
+    this.timer = setInterval(() => void this.wake(), this.options.pollIntervalMs);
     this.timer.unref();
   }
 

@@ -26,6 +26,8 @@ return {failures, blocked, expires}
 
 /** How long a counter command may take before the store answers instead. */
 const COMMAND_TIMEOUT_MS = 500;
+/** After a failure, how long the store alone answers before Redis is tried again. */
+const DOWN_FOR_MS = 2_000;
 
 export class RedisThrottleCounters implements ThrottleCounters {
   private readonly redis: Redis;
@@ -53,10 +55,15 @@ export class RedisThrottleCounters implements ThrottleCounters {
     return `${this.prefix}throttle:${key}`;
   }
 
+  /** ms until which Redis is taken as down: logins go straight to the store instead of waiting on timeouts */
+  private downUntil = 0;
+
   private async orFallback<T>(primary: () => Promise<T>, secondary: () => Promise<T>): Promise<T> {
+    if (Date.now() < this.downUntil) return secondary();
     try {
       return await primary();
     } catch (err) {
+      this.downUntil = Date.now() + DOWN_FOR_MS;
       this.onError(err);
       return secondary();
     }

@@ -1,5 +1,6 @@
 // Measuring helpers: interleaved throughput slices, summary statistics and number formatting.
 // Nothing here judges a figure; suites print figures and ratios next to their goals.
+import { PerformanceObserver } from 'node:perf_hooks';
 
 /** One thing being timed: a step over the i-th input of a shared pool, synchronous or awaited. */
 export type Contender = { name: string; step: (i: number) => void } | { name: string; stepAsync: (i: number) => Promise<void> };
@@ -62,27 +63,71 @@ export interface InterleaveOptions {
   rotation?: number;
 }
 
+export interface ContenderResult {
+  opsPerSecond: number;
+  /** main-thread GC pause time that fell inside this contender's slices, per operation */
+  gcNsPerOp: number;
+}
+
+interface Window {
+  name: string;
+  start: number;
+  end: number;
+}
+
+/** GC pauses (performance timeline) that start inside each window, summed per contender name. */
+async function collectGcPauses<T>(run: (windows: Window[]) => Promise<T>): Promise<{ result: T; pauseMs: Map<string, number> }> {
+  const pauses: { start: number; duration: number }[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pauses.push({ start: entry.startTime, duration: entry.duration });
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const windows: Window[] = [];
+  let result: T;
+  try {
+    result = await run(windows);
+    // entries are delivered on a later turn of the event loop
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    observer.disconnect();
+  }
+  const pauseMs = new Map<string, number>();
+  for (const p of pauses) {
+    const w = windows.find((x) => p.start >= x.start && p.start < x.end);
+    if (w) pauseMs.set(w.name, (pauseMs.get(w.name) ?? 0) + p.duration);
+  }
+  return { result, pauseMs };
+}
+
 /**
  * Gives every contender `slices` slices of `sliceMs`, alternating A B C, A B C, … so drift in
- * the machine (frequency, neighbours) lands on all of them alike. Returns ops/s per contender.
+ * the machine (frequency, neighbours) lands on all of them alike.
  */
-export async function interleave(contenders: Contender[], options: InterleaveOptions): Promise<Map<string, number>> {
+export async function interleave(contenders: Contender[], options: InterleaveOptions): Promise<Map<string, ContenderResult>> {
   if ((options.poolSize & (options.poolSize - 1)) !== 0) throw new TypeError('poolSize must be a power of two');
   const mask = options.poolSize - 1;
-  const totals = new Map<string, Throughput>(contenders.map((c) => [c.name, { ops: 0, ns: 0 }]));
   const n = contenders.length;
-  for (let s = 0; s < options.slices; s++) {
-    await options.between?.();
-    for (let j = 0; j < n; j++) {
-      const c = contenders[(j + s + (options.rotation ?? 0)) % n]!;
-      // every contender starts each slice at the same place in the pool
-      const t = 'step' in c ? runSlice(c.step, mask, s * 977, options.sliceMs) : await runSliceAsync(c.stepAsync, mask, s * 977, options.sliceMs);
-      const total = totals.get(c.name)!;
-      total.ops += t.ops;
-      total.ns += t.ns;
+  const { result: totals, pauseMs } = await collectGcPauses(async (windows) => {
+    const sums = new Map<string, Throughput>(contenders.map((c) => [c.name, { ops: 0, ns: 0 }]));
+    for (let s = 0; s < options.slices; s++) {
+      await options.between?.();
+      for (let j = 0; j < n; j++) {
+        const c = contenders[(j + s + (options.rotation ?? 0)) % n]!;
+        const start = performance.now();
+        // every contender starts each slice at the same place in the pool
+        const t = 'step' in c ? runSlice(c.step, mask, s * 977, options.sliceMs) : await runSliceAsync(c.stepAsync, mask, s * 977, options.sliceMs);
+        windows.push({ name: c.name, start, end: performance.now() });
+        const sum = sums.get(c.name)!;
+        sum.ops += t.ops;
+        sum.ns += t.ns;
+      }
     }
-  }
-  return new Map([...totals].map(([name, t]) => [name, opsPerSecond(t)]));
+    return sums;
+  });
+  return new Map(
+    [...totals].map(([name, t]) => [name, { opsPerSecond: opsPerSecond(t), gcNsPerOp: ((pauseMs.get(name) ?? 0) * 1e6) / t.ops }]),
+  );
 }
 
 export const gc = (): void => {

@@ -1,26 +1,31 @@
 // `npm run bench [-- SUITE]`: runs a benchmark suite (core by default, `all` for every one), prints
 // its tables and rewrites bench/RESULTS.md with the figures of this run.
 import { writeFileSync } from 'node:fs';
-import { cpus, platform, release, totalmem } from 'node:os';
+import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { coreParts, type Part } from './core.ts';
 import { protectionParts } from './protection.ts';
+import { verifyParts } from './verify.ts';
 import { renderMarkdown, renderText, type Section } from './report.ts';
 
 const SUITES: Record<string, { summary: string; parts: Part[] }> = {
   core: { summary: 'the src/core goals of DESIGN.md: per-request check, login, revocation memory', parts: coreParts },
+  cluster: { summary: 'multi-node goals on real processes: logout propagation, refresh on PostgreSQL vs SQLite, Redis outage catch-up', parts: (await import('./cluster.ts')).clusterParts },
   protection: { summary: 'account protection: login with throttling, refused-login timing, key rotation', parts: protectionParts },
+  verify: { summary: 'latch/verify for resource servers: per-call cost, propagation of a logout, requests per second', parts: verifyParts },
 };
 
 const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
 
 function usage(): string {
-  const lines = ['usage: npm run bench [-- SUITE]', '', 'suites:'];
+  const names = Object.entries(SUITES).flatMap(([name, suite]) => [name, ...suite.parts.map((p) => p.name)]);
+  const width = Math.max(...names.map((n) => n.length)) + 4;
+  const lines = ['usage: npm run bench [-- SUITE | PART]', '', 'suites and their parts:'];
   for (const [name, suite] of Object.entries(SUITES)) {
-    lines.push(`  ${name.padEnd(8)}${suite.summary}${name === 'core' ? ' (default)' : ''}`);
-    for (const part of suite.parts) lines.push(`    ${part.name.padEnd(8)}${part.summary}`);
+    lines.push(`  ${name.padEnd(width)}${suite.summary}${name === 'core' ? ' (default)' : ''}`);
+    for (const part of suite.parts) lines.push(`    ${part.name.padEnd(width - 2)}${part.summary}`);
   }
-  lines.push(`  ${'all'.padEnd(8)}every suite`);
+  lines.push(`  ${'all'.padEnd(width)}every suite`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -64,8 +69,10 @@ async function main(args: string[]): Promise<number> {
 
   const m = machine();
   const started = new Date();
+  const loadAtStart = loadavg()[0]!;
   const command = args.length === 0 ? 'npm run bench' : `npm run bench -- ${name}`;
-  process.stdout.write(`Latch benchmarks: ${name}\n${m.cpu}, ${m.cores} cores; Node ${m.node}; ${m.os}\n${started.toISOString()}\n`);
+  process.stdout.write(`Latch benchmarks: ${name}\n${m.cpu}, ${m.cores} cores; Node ${m.node}; ${m.os}\n${started.toISOString()}, load average ${loadAtStart.toFixed(2)}\n`);
+  if (loadAtStart > m.cores / 2) process.stderr.write(`note: the machine is busy (load ${loadAtStart.toFixed(2)} on ${m.cores} cores): expect scattered figures\n`);
 
   const progress = (line: string): void => void process.stderr.write(`${line}\n`);
   const sections: Section[] = [];
@@ -79,6 +86,7 @@ async function main(args: string[]): Promise<number> {
   }
 
   const seconds = (Date.now() - started.getTime()) / 1000;
+  const loadAtEnd = loadavg()[0]!;
   const header = [
     '# Benchmark results',
     '',
@@ -88,6 +96,7 @@ async function main(args: string[]): Promise<number> {
     `- CPU: ${m.cpu}, ${m.cores} logical cores, ${m.memory} RAM`,
     `- Node: ${m.node}`,
     `- OS: ${m.os}`,
+    `- Load average (1 min) at start / end: ${loadAtStart.toFixed(2)} / ${loadAtEnd.toFixed(2)} (other work on the machine scatters the figures)`,
     `- Reproduce: \`${command}\``,
     '',
   ];

@@ -29,6 +29,8 @@ export interface VerificationKey {
   digest: string | null;
   /** JOSE signatures are raw r‖s for ECDSA */
   dsaEncoding: 'ieee-p1363' | undefined;
+  /** the options object crypto.verify takes, built once per key (the hot path allocates nothing for it) */
+  verifyOptions: { key: KeyObject; dsaEncoding: 'ieee-p1363' | undefined };
   jwk: PublicJwk;
 }
 
@@ -114,6 +116,8 @@ export class KeyRing {
       if (!(ALGS as string[]).includes(r.alg)) continue;
       const alg = r.alg as SigningAlg;
       const jwk = JSON.parse(r.publicJwk) as PublicJwk;
+      const publicKey = createPublicKey({ key: jwk, format: 'jwk' });
+      const params = algParams(alg);
       const key: VerificationKey = {
         kid: r.kid,
         alg,
@@ -121,9 +125,10 @@ export class KeyRing {
         createdAt: r.createdAt,
         activatedAt: r.activatedAt,
         retiredAt: r.retiredAt,
-        publicKey: createPublicKey({ key: jwk, format: 'jwk' }),
+        publicKey,
         jwk,
-        ...algParams(alg),
+        ...params,
+        verifyOptions: { key: publicKey, dsaEncoding: params.dsaEncoding },
       };
       byKid.set(r.kid, key);
       if (r.state === 'disabled') continue;

@@ -18,7 +18,6 @@ import { DeviceTokens, LoginThrottle, type ThrottleCounters, type ThrottleSettin
 import { KeyRotation } from './rotation.ts';
 import { Administration } from './admin.ts';
 import { NO_METRICS, type LatchMetrics } from './metrics.ts';
-import { ManualClock } from './clock.ts';
 import type { VerifiedToken } from './tokens.ts';
 
 export interface LatchSettings {
@@ -88,6 +87,14 @@ export interface LoginInput {
   device?: string | null;
   /** the signed device token of an earlier login (cookie or body) */
   deviceToken?: string | null;
+}
+
+interface PreparedSession {
+  user: UserRecord;
+  accessToken: string;
+  refresh: { token: string; hash: Buffer };
+  deviceToken: string;
+  session: Omit<SessionRecord, 'revokedAt'>;
 }
 
 export interface LoginResult extends TokenResponse {
@@ -263,7 +270,11 @@ export class Latch {
       await this.store.appendAudit(this.audit('login.throttled', ctx, { subject: user?.id ?? null, detail: { scope: verdict.scope, retry_after: verdict.retryAfter } }));
       throw new LatchError('too_many_attempts', { retryAfter: verdict.retryAfter, detail: `Too many failed attempts; try again in ${verdict.retryAfter} s` });
     }
-    const ok = await this.passwords.verify(user?.passwordHash ?? null, input.password);
+    const verifying = this.passwords.verify(user?.passwordHash ?? null, input.password);
+    verifying.catch(() => {}); // awaited below; this only keeps a rejection from going unhandled meanwhile
+    // sign while the hash runs on the thread pool: a failed login throws this work away (~40 µs)
+    const prepared = user ? this.prepareSession(user, input.device ?? null, ctx, device) : null;
+    const ok = await verifying;
     const locked = user !== null && user.lockedUntil !== null && user.lockedUntil > now;
     if (!user || !ok || locked) {
       if (!ok || !device) await this.throttle.recordFailure(key, device, ctx.ip, now);
@@ -274,10 +285,10 @@ export class Latch {
       if (locked && device) throw this.lockedError(user.lockedUntil!);
       throw new LatchError('invalid_credentials');
     }
-    await this.throttle.recordSuccess(key, device);
-    const tokens = await this.openSession(user, input.device ?? null, ctx);
+    if (verdict.counted) await this.throttle.recordSuccess(key, device); // no write when there is nothing to reset
+    const tokens = await this.openSession(prepared!, ctx);
     this.metrics.login('success');
-    return { ...tokens, device_token: this.deviceTokens.issue(user.id, device?.deviceId).token };
+    return { ...tokens, device_token: prepared!.deviceToken };
   }
 
   private lockedError(lockedUntil: number): LatchError {
@@ -285,33 +296,43 @@ export class Latch {
     return new LatchError('account_locked', { detail: `The account is locked until ${until}`, extra: { locked_until: until } });
   }
 
-  private async openSession(user: UserRecord, device: string | null, ctx: RequestContext): Promise<TokenResponse> {
+  /** The CPU part of opening a session: ids, the signed access token, the refresh and device tokens. */
+  private prepareSession(user: UserRecord, device: string | null, ctx: RequestContext, knownDevice: { deviceId: string } | null): PreparedSession {
     const now = this.clock.now();
     const sessionId = randomId();
     const access = this.tokens.issue({ sub: user.id, sid: sessionId });
-    const refresh = this.refreshTokens.create();
-    const session: Omit<SessionRecord, 'revokedAt'> = {
-      id: sessionId,
-      userId: user.id,
-      device: clip(device, 100),
-      ip: ctx.ip,
-      userAgent: clip(ctx.userAgent),
-      createdAt: now,
-      lastSeenAt: now,
-      expiresAt: now + this.settings.refreshTtl * 1000,
-      accessExpiresAt: this.accessExpiry(access.claims),
+    return {
+      user,
+      accessToken: access.token,
+      refresh: this.refreshTokens.create(),
+      deviceToken: this.deviceTokens.issue(user.id, knownDevice?.deviceId).token,
+      session: {
+        id: sessionId,
+        userId: user.id,
+        device: clip(device, 100),
+        ip: ctx.ip,
+        userAgent: clip(ctx.userAgent),
+        createdAt: now,
+        lastSeenAt: now,
+        expiresAt: now + this.settings.refreshTtl * 1000,
+        accessExpiresAt: this.accessExpiry(access.claims),
+      },
     };
+  }
+
+  private async openSession(prepared: PreparedSession, ctx: RequestContext): Promise<TokenResponse> {
+    const { user, session } = prepared;
     const result = await this.store.createSession(
       session,
-      refresh.hash,
-      this.audit('login.succeeded', ctx, { actor: user.id, subject: user.id, detail: { session_id: sessionId } }),
+      prepared.refresh.hash,
+      this.audit('login.succeeded', ctx, { actor: user.id, subject: user.id, detail: { session_id: session.id } }),
     );
     if (result.kind !== 'created') {
       // a lock or deletion committed between the password check and the session: no session slips through
       await this.store.appendAudit(this.audit('login.failed', ctx, { subject: user.id, detail: { reason: result.kind } }));
       throw new LatchError('invalid_credentials');
     }
-    return this.tokenResponse(access.token, refresh.token, session);
+    return this.tokenResponse(prepared.accessToken, prepared.refresh.token, session);
   }
 
   /** When the last access token of a session stops being accepted anywhere: exp plus tolerance. */
@@ -371,8 +392,9 @@ export class Latch {
    * Fails closed (503) when the revocation state could not be confirmed within the budget.
    */
   authenticate(token: string): Principal {
-    const verified = this.tokens.verify(token);
-    if (!this.revocations.isFresh()) throw new LatchError('revocation_state_stale', { retryAfter: 1 });
+    const now = this.clock.now();
+    const verified = this.tokens.verify(token, now);
+    if (!this.revocations.isFresh(now)) throw new LatchError('revocation_state_stale', { retryAfter: 1 });
     const state = this.revocations.state;
     if (state.isSessionRevoked(verified.claims.sid) || state.isKeyDisabled(verified.kid)) {
       throw new LatchError('invalid_token', { cause: 'revoked' });
@@ -450,9 +472,6 @@ export class Latch {
 
   // ---- OAuth token revocation and introspection (RFC 7009, RFC 7662) -------------------------
 
-  /** Verifies tokens as of their own issue time: signature and claims hold, exp may have passed. */
-  private issueTimeVerifier: { tokens: AccessTokens; clock: ManualClock } | null = null;
-
   /**
    * A token Latch signed with a key it still has (not disabled), whatever its exp: RFC 7009 lets
    * a holder revoke an expired access token, which still names a session whose refresh token
@@ -464,23 +483,15 @@ export class Latch {
     if (dot1 < 0 || dot2 < 0) return null;
     let iat: unknown;
     try {
-      // read before the signature is checked only to choose the instant to check at; the
-      // signature check below rejects any payload we did not sign
+      // read before the signature is checked only to choose the instant to check at (its issue
+      // time, when it was not expired); the signature check rejects any payload we did not sign
       iat = (JSON.parse(Buffer.from(token.slice(dot1 + 1, dot2), 'base64url').toString('utf8')) as { iat?: unknown } | null)?.iat;
     } catch {
       return null;
     }
     if (!Number.isSafeInteger(iat)) return null;
-    if (!this.issueTimeVerifier) {
-      const clock = new ManualClock();
-      const tokens = new AccessTokens(this.keyRing, { issuer: this.settings.issuer, audience: this.settings.audience, ttl: this.settings.accessTtl, clock });
-      this.issueTimeVerifier = { tokens, clock };
-    }
-    const { tokens, clock } = this.issueTimeVerifier;
-    // verify() is synchronous, so no other caller can move this clock between set and check
-    clock.set((iat as number) * 1000);
     try {
-      const verified = tokens.verify(token);
+      const verified = this.tokens.verify(token, (iat as number) * 1000);
       return this.revocations.state.isKeyDisabled(verified.kid) ? null : verified;
     } catch {
       return null;

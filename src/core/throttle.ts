@@ -59,7 +59,8 @@ export function ipBucket(ip: string | null): string {
   return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
 }
 
-export type ThrottleVerdict = { blocked: false } | { blocked: true; retryAfter: number; scope: 'device' | 'username' | 'ip' };
+/** `counted`: a failure counter of this attempt's own scope exists (a success then clears it). */
+export type ThrottleVerdict = { blocked: false; counted: boolean } | { blocked: true; retryAfter: number; scope: 'device' | 'username' | 'ip' };
 
 export class LoginThrottle {
   private readonly devicePolicy: ThrottlePolicy;
@@ -88,11 +89,13 @@ export class LoginThrottle {
 
   /** Before any password work: is this attempt refused outright? */
   async check(usernameKey: string, device: Device | null, ip: string | null, now: number): Promise<ThrottleVerdict> {
+    let counted = false;
     for (const { scope, key } of this.keys(usernameKey, device, ip)) {
       const state: ThrottleState | null = await this.counters.getThrottle(key, now);
       if (state && state.blockedUntil > now) return { blocked: true, retryAfter: Math.max(1, Math.ceil((state.blockedUntil - now) / 1000)), scope };
+      if (state && scope !== 'ip') counted = true;
     }
-    return { blocked: false };
+    return { blocked: false, counted };
   }
 
   async recordFailure(usernameKey: string, device: Device | null, ip: string | null, now: number): Promise<void> {
@@ -106,7 +109,7 @@ export class LoginThrottle {
   async checkPasswordChange(userId: string, now: number): Promise<ThrottleVerdict> {
     const state = await this.counters.getThrottle(`password:${userId}`, now);
     if (state && state.blockedUntil > now) return { blocked: true, retryAfter: Math.max(1, Math.ceil((state.blockedUntil - now) / 1000)), scope: 'username' };
-    return { blocked: false };
+    return { blocked: false, counted: state !== null };
   }
 
   async recordPasswordChangeFailure(userId: string, now: number): Promise<void> {

@@ -107,6 +107,18 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 5000');
   }
 
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** A prepared statement, compiled once per SQL text (preparing costs more than running). */
+  private stmt(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   /** Runs fn in BEGIN IMMEDIATE … COMMIT (rolled back if it throws). */
   private tx<T>(fn: () => T): T {
     try {
@@ -157,22 +169,22 @@ export class SqliteStore implements Store {
   }
 
   async findUserByKey(usernameKey: string): Promise<UserRecord | null> {
-    const r = this.db.prepare('SELECT * FROM users WHERE username_key = ?').get(usernameKey) as Row | undefined;
+    const r = this.stmt('SELECT * FROM users WHERE username_key = ?').get(usernameKey) as Row | undefined;
     return r ? toUser(r) : null;
   }
 
   async findUserById(id: string): Promise<UserRecord | null> {
-    const r = this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined;
+    const r = this.stmt('SELECT * FROM users WHERE id = ?').get(id) as Row | undefined;
     return r ? toUser(r) : null;
   }
 
   async listUsers(): Promise<UserRecord[]> {
-    return (this.db.prepare('SELECT * FROM users ORDER BY username_key').all() as Row[]).map(toUser);
+    return (this.stmt('SELECT * FROM users ORDER BY username_key').all() as Row[]).map(toUser);
   }
 
   async createSession(session: NewSession, refreshHash: Buffer, audit?: AuditInput): Promise<CreateSessionResult> {
     return this.tx((): CreateSessionResult => {
-      const user = this.db.prepare('SELECT locked_until FROM users WHERE id = ?').get(session.userId) as Row | undefined;
+      const user = this.stmt('SELECT locked_until FROM users WHERE id = ?').get(session.userId) as Row | undefined;
       if (!user) return { kind: 'no_user' };
       const lockedUntil = user.locked_until as number | null;
       if (lockedUntil !== null && lockedUntil > session.createdAt) return { kind: 'locked', lockedUntil };
@@ -182,7 +194,7 @@ export class SqliteStore implements Store {
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
         .run(session.id, session.userId, session.device, session.ip, session.userAgent, session.createdAt, session.lastSeenAt, session.expiresAt, session.accessExpiresAt);
-      this.db.prepare('INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)').run(refreshHash, session.id, session.createdAt);
+      this.stmt('INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)').run(refreshHash, session.id, session.createdAt);
       this.audit(audit);
       return { kind: 'created' };
     });
@@ -190,7 +202,7 @@ export class SqliteStore implements Store {
 
   async rotateRefreshToken(input: RotateInput, reuseAudit: AuditInput): Promise<RotateResult> {
     return this.tx((): RotateResult => {
-      const token = this.db.prepare('SELECT * FROM refresh_tokens WHERE hash = ?').get(input.presentedHash) as Row | undefined;
+      const token = this.stmt('SELECT * FROM refresh_tokens WHERE hash = ?').get(input.presentedHash) as Row | undefined;
       if (!token) return { kind: 'invalid' };
       const row = this.db
         .prepare('SELECT s.*, u.locked_until FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?')
@@ -216,8 +228,8 @@ export class SqliteStore implements Store {
           return { kind: 'reused', session: { ...session, revokedAt: input.now }, revocations };
         }
       } else {
-        this.db.prepare('UPDATE refresh_tokens SET used_at = ?, successor_hash = ? WHERE hash = ?').run(input.now, input.successorHash, input.presentedHash);
-        this.db.prepare('INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)').run(input.successorHash, session.id, input.now);
+        this.stmt('UPDATE refresh_tokens SET used_at = ?, successor_hash = ? WHERE hash = ?').run(input.now, input.successorHash, input.presentedHash);
+        this.stmt('INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)').run(input.successorHash, session.id, input.now);
       }
       const accessExpiresAt = Math.max(session.accessExpiresAt, input.accessExpiresAt);
       this.db
@@ -232,12 +244,12 @@ export class SqliteStore implements Store {
   }
 
   async getSession(id: string): Promise<SessionRecord | null> {
-    const r = this.db.prepare('SELECT * FROM sessions WHERE id = ?').get(id) as Row | undefined;
+    const r = this.stmt('SELECT * FROM sessions WHERE id = ?').get(id) as Row | undefined;
     return r ? toSession(r) : null;
   }
 
   async findSessionByRefreshHash(hash: Buffer): Promise<SessionRecord | null> {
-    const r = this.db.prepare('SELECT s.* FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?').get(hash) as Row | undefined;
+    const r = this.stmt('SELECT s.* FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?').get(hash) as Row | undefined;
     return r ? toSession(r) : null;
   }
 
@@ -255,10 +267,10 @@ export class SqliteStore implements Store {
   /** Marks the sessions revoked and appends one log row each; seqs come from the head row, in commit order. */
   private revokeSessionRows(sessions: SessionRecord[], now: number): RevocationRow[] {
     if (sessions.length === 0) return [];
-    const head = this.db.prepare('UPDATE revocation_head SET last_seq = last_seq + ? WHERE id = 1 RETURNING last_seq').get(sessions.length) as Row;
+    const head = this.stmt('UPDATE revocation_head SET last_seq = last_seq + ? WHERE id = 1 RETURNING last_seq').get(sessions.length) as Row;
     let seq = (head.last_seq as number) - sessions.length;
-    const markRevoked = this.db.prepare('UPDATE sessions SET revoked_at = ? WHERE id = ?');
-    const append = this.db.prepare("INSERT INTO revocations (seq, kind, target, expires_at, created_at) VALUES (?, 'session', ?, ?, ?)");
+    const markRevoked = this.stmt('UPDATE sessions SET revoked_at = ? WHERE id = ?');
+    const append = this.stmt("INSERT INTO revocations (seq, kind, target, expires_at, created_at) VALUES (?, 'session', ?, ?, ?)");
     return sessions.map((s) => {
       seq += 1;
       markRevoked.run(now, s.id);
@@ -269,7 +281,7 @@ export class SqliteStore implements Store {
 
   async revokeSession(input: RevokeSessionInput): Promise<RevocationRow[]> {
     return this.tx(() => {
-      const r = this.db.prepare('SELECT * FROM sessions WHERE id = ? AND revoked_at IS NULL').get(input.sessionId) as Row | undefined;
+      const r = this.stmt('SELECT * FROM sessions WHERE id = ? AND revoked_at IS NULL').get(input.sessionId) as Row | undefined;
       if (!r) return [];
       const session = toSession(r);
       if (input.userId !== undefined && session.userId !== input.userId) return [];
@@ -288,7 +300,7 @@ export class SqliteStore implements Store {
   }
 
   async revocationHead(): Promise<RevocationHead> {
-    const r = this.db.prepare('SELECT log_id, last_seq FROM revocation_head WHERE id = 1').get() as Row | undefined;
+    const r = this.stmt('SELECT log_id, last_seq FROM revocation_head WHERE id = 1').get() as Row | undefined;
     if (!r) throw new Error('revocation log not initialised: run migrate() first');
     return { logId: r.log_id as string, lastSeq: r.last_seq as number };
   }
@@ -302,12 +314,12 @@ export class SqliteStore implements Store {
   }
 
   async listSigningKeys(): Promise<SigningKeyRecord[]> {
-    return (this.db.prepare('SELECT * FROM signing_keys ORDER BY created_at, kid').all() as Row[]).map(toKey);
+    return (this.stmt('SELECT * FROM signing_keys ORDER BY created_at, kid').all() as Row[]).map(toKey);
   }
 
   async insertFirstSigningKey(key: SigningKeyRecord): Promise<boolean> {
     return this.tx(() => {
-      const active = this.db.prepare("SELECT 1 FROM signing_keys WHERE state = 'active'").get();
+      const active = this.stmt("SELECT 1 FROM signing_keys WHERE state = 'active'").get();
       if (active) return false;
       this.db
         .prepare(
@@ -330,30 +342,30 @@ export class SqliteStore implements Store {
 
   async activateSigningKey(kid: string, now: number): Promise<boolean> {
     return this.tx(() => {
-      const next = this.db.prepare("SELECT 1 FROM signing_keys WHERE kid = ? AND state = 'next'").get(kid);
+      const next = this.stmt("SELECT 1 FROM signing_keys WHERE kid = ? AND state = 'next'").get(kid);
       if (!next) return false;
-      this.db.prepare("UPDATE signing_keys SET state = 'verify', retired_at = ? WHERE state = 'active'").run(now);
-      this.db.prepare("UPDATE signing_keys SET state = 'active', activated_at = ? WHERE kid = ?").run(now, kid);
+      this.stmt("UPDATE signing_keys SET state = 'verify', retired_at = ? WHERE state = 'active'").run(now);
+      this.stmt("UPDATE signing_keys SET state = 'active', activated_at = ? WHERE kid = ?").run(now, kid);
       return true;
     });
   }
 
   async disableSigningKeys(kids: string[], now: number, revokeSessions: boolean, audit?: AuditInput): Promise<RevocationRow[]> {
     return this.tx(() => {
-      const targets = kids.filter((kid) => this.db.prepare("SELECT 1 FROM signing_keys WHERE kid = ? AND state <> 'disabled'").get(kid));
+      const targets = kids.filter((kid) => this.stmt("SELECT 1 FROM signing_keys WHERE kid = ? AND state <> 'disabled'").get(kid));
       const rows: RevocationRow[] = [];
       if (targets.length > 0) {
-        const head = this.db.prepare('UPDATE revocation_head SET last_seq = last_seq + ? WHERE id = 1 RETURNING last_seq').get(targets.length) as Row;
+        const head = this.stmt('UPDATE revocation_head SET last_seq = last_seq + ? WHERE id = 1 RETURNING last_seq').get(targets.length) as Row;
         let seq = (head.last_seq as number) - targets.length;
         for (const kid of targets) {
           seq += 1;
-          this.db.prepare("UPDATE signing_keys SET state = 'disabled', retired_at = COALESCE(retired_at, ?) WHERE kid = ?").run(now, kid);
-          this.db.prepare("INSERT INTO revocations (seq, kind, target, expires_at, created_at) VALUES (?, 'key', ?, NULL, ?)").run(seq, kid, now);
+          this.stmt("UPDATE signing_keys SET state = 'disabled', retired_at = COALESCE(retired_at, ?) WHERE kid = ?").run(now, kid);
+          this.stmt("INSERT INTO revocations (seq, kind, target, expires_at, created_at) VALUES (?, 'key', ?, NULL, ?)").run(seq, kid, now);
           rows.push({ seq, kind: 'key', target: kid, expiresAt: null, createdAt: now });
         }
       }
       if (revokeSessions) {
-        const live = (this.db.prepare('SELECT * FROM sessions WHERE revoked_at IS NULL ORDER BY created_at, id').all() as Row[]).map(toSession);
+        const live = (this.stmt('SELECT * FROM sessions WHERE revoked_at IS NULL ORDER BY created_at, id').all() as Row[]).map(toSession);
         rows.push(...this.revokeSessionRows(live, now));
       }
       this.audit(audit);
@@ -362,12 +374,12 @@ export class SqliteStore implements Store {
   }
 
   async deleteSigningKey(kid: string): Promise<void> {
-    this.db.prepare("DELETE FROM signing_keys WHERE kid = ? AND state = 'verify'").run(kid);
+    this.stmt("DELETE FROM signing_keys WHERE kid = ? AND state = 'verify'").run(kid);
   }
 
   async tryLease(name: string, holder: string, ttlMs: number, now: number): Promise<boolean> {
     return this.tx(() => {
-      const r = this.db.prepare('SELECT holder, expires_at FROM leases WHERE name = ?').get(name) as Row | undefined;
+      const r = this.stmt('SELECT holder, expires_at FROM leases WHERE name = ?').get(name) as Row | undefined;
       if (r && r.holder !== holder && (r.expires_at as number) > now) return false;
       this.db
         .prepare('INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at')
@@ -377,12 +389,12 @@ export class SqliteStore implements Store {
   }
 
   async releaseLease(name: string, holder: string): Promise<void> {
-    this.db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder);
+    this.stmt('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder);
   }
 
   async lockUser(input: LockUserInput): Promise<RevocationRow[] | null> {
     return this.tx(() => {
-      const changed = this.db.prepare('UPDATE users SET locked_until = ? WHERE id = ?').run(input.lockedUntil, input.userId).changes;
+      const changed = this.stmt('UPDATE users SET locked_until = ? WHERE id = ?').run(input.lockedUntil, input.userId).changes;
       if (changed === 0) return null;
       const rows = this.revokeSessionRows(this.liveSessionsOf(input.userId), input.now);
       this.audit(input.audit);
@@ -392,7 +404,7 @@ export class SqliteStore implements Store {
 
   async unlockUser(userId: string, audit?: AuditInput): Promise<boolean> {
     return this.tx(() => {
-      const changed = this.db.prepare('UPDATE users SET locked_until = NULL WHERE id = ?').run(userId).changes;
+      const changed = this.stmt('UPDATE users SET locked_until = NULL WHERE id = ?').run(userId).changes;
       if (changed > 0) this.audit(audit);
       return changed > 0;
     });
@@ -400,7 +412,7 @@ export class SqliteStore implements Store {
 
   async setPassword(input: SetPasswordInput): Promise<RevocationRow[] | null> {
     return this.tx(() => {
-      const changed = this.db.prepare('UPDATE users SET password_hash = ? WHERE id = ?').run(input.passwordHash, input.userId).changes;
+      const changed = this.stmt('UPDATE users SET password_hash = ? WHERE id = ?').run(input.passwordHash, input.userId).changes;
       if (changed === 0) return null;
       const rows = this.revokeSessionRows(this.liveSessionsOf(input.userId, input.exceptSessionId), input.now);
       this.audit(input.audit);
@@ -410,10 +422,10 @@ export class SqliteStore implements Store {
 
   async deleteUser(userId: string, now: number, audit?: AuditInput): Promise<RevocationRow[] | null> {
     return this.tx(() => {
-      const exists = this.db.prepare('SELECT 1 FROM users WHERE id = ?').get(userId);
+      const exists = this.stmt('SELECT 1 FROM users WHERE id = ?').get(userId);
       if (!exists) return null;
       const rows = this.revokeSessionRows(this.liveSessionsOf(userId), now);
-      this.db.prepare('DELETE FROM users WHERE id = ?').run(userId);
+      this.stmt('DELETE FROM users WHERE id = ?').run(userId);
       this.audit(audit);
       return rows;
     });
@@ -421,7 +433,7 @@ export class SqliteStore implements Store {
 
   private liveSessionsOf(userId: string, exceptSessionId?: string): SessionRecord[] {
     return (
-      this.db.prepare('SELECT * FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ? ORDER BY created_at, id').all(userId, exceptSessionId ?? null) as Row[]
+      this.stmt('SELECT * FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ? ORDER BY created_at, id').all(userId, exceptSessionId ?? null) as Row[]
     ).map(toSession);
   }
 
@@ -436,30 +448,30 @@ export class SqliteStore implements Store {
   }
 
   async findClientById(id: string): Promise<ClientRecord | null> {
-    const r = this.db.prepare('SELECT * FROM clients WHERE id = ?').get(id) as Row | undefined;
+    const r = this.stmt('SELECT * FROM clients WHERE id = ?').get(id) as Row | undefined;
     return r ? toClient(r) : null;
   }
 
   async listClients(): Promise<ClientRecord[]> {
-    return (this.db.prepare('SELECT * FROM clients ORDER BY name').all() as Row[]).map(toClient);
+    return (this.stmt('SELECT * FROM clients ORDER BY name').all() as Row[]).map(toClient);
   }
 
   async removeClient(name: string, audit?: AuditInput): Promise<boolean> {
     return this.tx(() => {
-      const removed = this.db.prepare('DELETE FROM clients WHERE name = ?').run(name).changes;
+      const removed = this.stmt('DELETE FROM clients WHERE name = ?').run(name).changes;
       if (removed > 0) this.audit(audit);
       return removed > 0;
     });
   }
 
   async getThrottle(key: string, now: number): Promise<ThrottleState | null> {
-    const r = this.db.prepare('SELECT * FROM throttles WHERE key = ? AND expires_at > ?').get(key, now) as Row | undefined;
+    const r = this.stmt('SELECT * FROM throttles WHERE key = ? AND expires_at > ?').get(key, now) as Row | undefined;
     return r ? toThrottle(r) : null;
   }
 
   async recordThrottleFailure(key: string, now: number, policy: ThrottlePolicy): Promise<ThrottleState> {
     return this.tx(() => {
-      const r = this.db.prepare('SELECT * FROM throttles WHERE key = ?').get(key) as Row | undefined;
+      const r = this.stmt('SELECT * FROM throttles WHERE key = ?').get(key) as Row | undefined;
       const next = nextThrottleState(r ? toThrottle(r) : null, now, policy);
       this.db
         .prepare(
@@ -472,7 +484,7 @@ export class SqliteStore implements Store {
   }
 
   async clearThrottle(key: string): Promise<void> {
-    this.db.prepare('DELETE FROM throttles WHERE key = ?').run(key);
+    this.stmt('DELETE FROM throttles WHERE key = ?').run(key);
   }
 
   async appendAudit(event: AuditInput): Promise<void> {
@@ -480,7 +492,7 @@ export class SqliteStore implements Store {
   }
 
   async listAudit(afterId: number, limit: number): Promise<AuditEvent[]> {
-    return (this.db.prepare('SELECT * FROM audit_events WHERE id > ? ORDER BY id LIMIT ?').all(afterId, limit) as Row[]).map((r) => ({
+    return (this.stmt('SELECT * FROM audit_events WHERE id > ? ORDER BY id LIMIT ?').all(afterId, limit) as Row[]).map((r) => ({
       id: r.id as number,
       at: r.at as number,
       type: r.type as AuditEvent['type'],
@@ -494,16 +506,16 @@ export class SqliteStore implements Store {
 
   async pruneExpired(now: number, idleMs: number, auditBefore: number): Promise<PruneResult> {
     return this.tx(() => {
-      const revocations = this.db.prepare("DELETE FROM revocations WHERE kind = 'session' AND expires_at <= ?").run(now).changes;
+      const revocations = this.stmt("DELETE FROM revocations WHERE kind = 'session' AND expires_at <= ?").run(now).changes;
       const sessions = this.db
         .prepare(
           `DELETE FROM sessions WHERE access_expires_at <= ?
              AND (revoked_at IS NOT NULL OR expires_at <= ? OR last_seen_at + ? <= ?)`,
         )
         .run(now, now, idleMs, now).changes;
-      const audit = this.db.prepare('DELETE FROM audit_events WHERE at < ?').run(auditBefore).changes;
-      this.db.prepare('DELETE FROM throttles WHERE expires_at <= ?').run(now);
-      this.db.prepare('DELETE FROM leases WHERE expires_at <= ?').run(now);
+      const audit = this.stmt('DELETE FROM audit_events WHERE at < ?').run(auditBefore).changes;
+      this.stmt('DELETE FROM throttles WHERE expires_at <= ?').run(now);
+      this.stmt('DELETE FROM leases WHERE expires_at <= ?').run(now);
       return { revocations, sessions, audit };
     });
   }

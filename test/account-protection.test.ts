@@ -315,3 +315,20 @@ describe('request-rate limits', () => {
     }
   });
 });
+
+describe('refresh rate limits', () => {
+  it('one refresh token retried in a loop gets 429 rate_limited after its burst', async () => {
+    const h = await harness({ refreshReuseGrace: 300 });
+    try {
+      const t = await registerAndLogin(h.app, 'looper');
+      const codes: number[] = [];
+      for (let i = 0; i < 12; i += 1) codes.push((await post(h.app, '/v1/refresh', { refresh_token: t.refresh_token })).statusCode);
+      assert.deepEqual(codes.slice(0, 10), Array(10).fill(200), 'grace-window retries are fine up to the burst');
+      assert.deepEqual(codes.slice(10), [429, 429]);
+      const other = await login(h.app, 'looper');
+      assert.equal((await post(h.app, '/v1/refresh', { refresh_token: other.refresh_token })).statusCode, 200, 'another token has its own bucket');
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -112,7 +112,7 @@ export async function buildApp(latch: Latch, options: AppOptions = {}): Promise<
   userRoutes(app, latch, { rateLimits });
   passwordRoutes(app, latch);
   adminRoutes(app, latch);
-  authRoutes(app, latch, new RefreshCookie({ issuer: latch.settings.issuer, corsOrigins: options.corsOrigins ?? [] }));
+  authRoutes(app, latch, new RefreshCookie({ issuer: latch.settings.issuer, corsOrigins: options.corsOrigins ?? [] }), { rateLimits });
   sessionRoutes(app, latch);
   operationRoutes(app, latch);
   const clients = new ClientRegistry(latch.store, latch.clock);

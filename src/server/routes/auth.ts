@@ -6,6 +6,9 @@ import type { Latch, LogoutScope, Principal, RequestContext } from '../../core/l
 import type { App } from '../app-types.ts';
 import { BEARER_ERRORS, bearerToken, requestContext } from '../context.ts';
 import type { RefreshCookie } from '../cookies.ts';
+import { RateLimiter } from '../rate-limit.ts';
+import { ipBucket } from '../../core/throttle.ts';
+import { sha256 } from '../../core/secrets.ts';
 import { LoginResponse, TokenResponse } from '../schemas.ts';
 import { DEVICE_COOKIE, setDeviceCookie } from '../device-cookie.ts';
 
@@ -16,7 +19,22 @@ const CookieModeTokenResponse = Type.Object(refreshTokenOptional(TokenResponse.p
 
 const noStore = (reply: FastifyReply): FastifyReply => reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
 
-export function authRoutes(app: App, latch: Latch, refreshCookie: RefreshCookie): void {
+/**
+ * Refresh request limits (LATCH_RATE_LIMITS=off lifts them): one token retried in a loop, and
+ * one address flooding garbage. The per-address budget is wide: offices share one address.
+ */
+const REFRESH_PER_TOKEN = { burst: 10, perSecond: 0.5 };
+const REFRESH_PER_ADDRESS = { burst: 600, perSecond: 50 };
+
+/** A bucket key for a presented token that is not the token itself. */
+const tokenKey = (token: string): string => sha256(token).toString('base64url').slice(0, 22);
+
+export function authRoutes(app: App, latch: Latch, refreshCookie: RefreshCookie, options: { rateLimits: boolean } = { rateLimits: true }): void {
+  const now = (): number => latch.clock.now();
+  const refreshLimits = {
+    byToken: new RateLimiter(REFRESH_PER_TOKEN, options.rateLimits, now),
+    byAddress: new RateLimiter(REFRESH_PER_ADDRESS, options.rateLimits, now),
+  };
   app.post(
     '/v1/login',
     {
@@ -61,18 +79,23 @@ export function authRoutes(app: App, latch: Latch, refreshCookie: RefreshCookie)
         ),
         response: { 200: CookieModeTokenResponse },
       },
-      config: { errors: ['invalid_request', 'origin_not_allowed', 'invalid_grant', 'refresh_token_reused'] },
+      config: { errors: ['invalid_request', 'origin_not_allowed', 'invalid_grant', 'refresh_token_reused', 'rate_limited'] },
       // cookie mode sends no body at all
       preValidation: async (request) => {
         request.body ??= {};
       },
     },
     async (request, reply) => {
+      refreshLimits.byAddress.check(ipBucket(request.ip));
       const ctx = requestContext(request);
       const fromBody = request.body?.refresh_token;
-      if (fromBody !== undefined) return noStore(reply).send(await latch.refresh(fromBody, ctx));
+      if (fromBody !== undefined) {
+        refreshLimits.byToken.check(tokenKey(fromBody));
+        return noStore(reply).send(await latch.refresh(fromBody, ctx));
+      }
       const fromCookie = refreshCookie.read(request);
       if (fromCookie === null) throw new LatchError('invalid_request', { detail: 'send refresh_token in the body, or the refresh cookie of a cookie-mode login' });
+      refreshLimits.byToken.check(tokenKey(fromCookie));
       refreshCookie.assertSameOrigin(request);
       const tokens = await latch.refresh(fromCookie, ctx).catch((err: unknown) => {
         // a dead cookie is of no further use: drop it so the browser stops sending it

@@ -8,9 +8,7 @@
 // PostgreSQL and Redis are private instances started here (so parallel test runs on the shared
 // services neither disturb the figures nor get disturbed); without initdb the shared
 // PostgreSQL (LATCH_TEST_POSTGRES_URL) is used with a fresh database.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { cpus } from 'node:os';
 import {
   Cleanup,
   freshDatabase,
@@ -32,7 +30,7 @@ import {
 } from '../test/cluster/harness.ts';
 import type { Part } from './core.ts';
 import { fmtInt, fmtMs, median, percentile } from './measure.ts';
-import { renderMarkdown, type Section } from './report.ts';
+import type { Section } from './report.ts';
 
 const ISSUER = 'http://latch.bench.test';
 const POLL_INTERVAL_MS = 100;
@@ -439,89 +437,8 @@ async function runCatchup(progress: (line: string) => void): Promise<Section> {
   });
 }
 
-// ---- RESULTS.md ----------------------------------------------------------------------------
-
-const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
-const START = '<!-- cluster:start -->';
-const END = '<!-- cluster:end -->';
-const partStart = (name: string): string => `<!-- cluster/${name}:start -->`;
-const partEnd = (name: string): string => `<!-- cluster/${name}:end -->`;
-
-const finished = new Map<string, Section>();
-/** 1-minute load average at the start and end of each part: other work on the machine scatters the figures */
-const loads = new Map<string, { from: number; to: number; at: Date }>();
-let snapshot: string | null = null;
-let hooked = false;
-
-/** Drops a `## title` section (up to the next `## ` heading) found outside the cluster markers. */
-function withoutSection(text: string, title: string): string {
-  const heading = `## ${title}\n`;
-  const at = text.indexOf(heading);
-  if (at < 0) return text;
-  const next = text.indexOf('\n## ', at + heading.length);
-  return text.slice(0, at) + (next < 0 ? '' : text.slice(next + 1));
-}
-
-/** The cluster block with this run's parts, keeping parts of earlier runs that were not re-run. */
-function clusterBlock(previous: string): string {
-  const parts = new Map<string, string>();
-  for (const name of clusterParts.map((p) => p.name)) {
-    const s = previous.indexOf(partStart(name));
-    const e = previous.indexOf(partEnd(name));
-    if (s >= 0 && e > s) parts.set(name, previous.slice(s, e + partEnd(name).length));
-  }
-  const command = `npm run bench -- ${finished.size === clusterParts.length ? 'cluster' : [...finished.keys()].join(' ')}`;
-  for (const [name, section] of finished) {
-    const { from, to, at } = loads.get(name) ?? { from: NaN, to: NaN, at: new Date() };
-    const stamp = `- ${at.toISOString()}, \`${command}\`; ${cpus().length} cores (${cpus()[0]?.model.trim() ?? 'unknown'}), Node ${process.version}; load average at start / end: ${from.toFixed(2)} / ${to.toFixed(2)}`;
-    const md = renderMarkdown([section]).replace(/^## /gm, '### ').trimEnd();
-    parts.set(name, `${partStart(name)}\n${stamp}\n\n${md}\n${partEnd(name)}`);
-  }
-  const body = clusterParts
-    .map((p) => parts.get(p.name))
-    .filter((x): x is string => x !== undefined)
-    .join('\n\n');
-  return `${START}\n## Cluster\n\nWritten by \`npm run bench -- cluster\` (bench/cluster.ts); each part keeps the figures of its last run.\n\n${body}\n${END}`;
-}
-
-/**
- * Puts this run's cluster sections between the markers and leaves every other section as it was.
- * bench/run.ts rewrites the whole file after the last part; this runs on exit, after it, from the
- * file as it was just before that rewrite (or as rewritten, when it also holds other suites).
- */
-function writeResults(): void {
-  if (finished.size === 0) return;
-  const current = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : '';
-  let rewritten = current;
-  for (const section of finished.values()) rewritten = withoutSection(rewritten, section.title);
-  const others = rewritten.replace(new RegExp(`${START}[\\s\\S]*?${END}`), '');
-  const base = /\n## /.test(others) ? rewritten : (snapshot ?? rewritten);
-  const s = base.indexOf(START);
-  const e = base.indexOf(END);
-  const previous = s >= 0 && e > s ? base.slice(s, e + END.length) : '';
-  const block = clusterBlock(previous);
-  const next = previous ? base.replace(previous, () => block) : `${base.trimEnd()}\n\n${block}\n`;
-  writeFileSync(RESULTS, next);
-}
-
-function recorded(name: string, run: (progress: (line: string) => void) => Promise<Section>): (progress: (line: string) => void) => Promise<Section> {
-  return async (progress) => {
-    const from = loadavg()[0]!;
-    const section = await run(progress);
-    finished.set(name, section);
-    loads.set(name, { from, to: loadavg()[0]!, at: new Date() });
-    // read right before bench/run.ts rewrites the file
-    snapshot = existsSync(RESULTS) ? readFileSync(RESULTS, 'utf8') : null;
-    if (!hooked) {
-      hooked = true;
-      process.once('exit', writeResults);
-    }
-    return section;
-  };
-}
-
 export const clusterParts: Part[] = [
-  { name: 'propagation', summary: "a logout's 204 on node A to the first 401 on B and C, with and without Redis", run: recorded('propagation', runPropagation) },
-  { name: 'refresh', summary: 'refresh throughput: a PostgreSQL node vs a SQLite node', run: recorded('refresh', runRefresh) },
-  { name: 'catchup', summary: 'logouts during a 5 s Redis outage (paused, killed): refusal and catch-up', run: recorded('catchup', runCatchup) },
+  { name: 'propagation', summary: "a logout's 204 on node A to the first 401 on B and C, with and without Redis", run: runPropagation },
+  { name: 'refresh', summary: 'refresh throughput: a PostgreSQL node vs a SQLite node', run: runRefresh },
+  { name: 'catchup', summary: 'logouts during a 5 s Redis outage (paused, killed): refusal and catch-up', run: runCatchup },
 ];

@@ -1,6 +1,7 @@
 // `npm run bench [-- SUITE]`: runs a benchmark suite (core by default, `all` for every one), prints
-// its tables and rewrites bench/RESULTS.md with the figures of this run.
-import { writeFileSync } from 'node:fs';
+// its tables and updates bench/RESULTS.md: one block per part, so a run replaces the figures of
+// the parts it ran and keeps every other part's last figures.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { coreParts, type Part } from './core.ts';
@@ -87,22 +88,42 @@ async function main(args: string[]): Promise<number> {
 
   const seconds = (Date.now() - started.getTime()) / 1000;
   const loadAtEnd = loadavg()[0]!;
+  const stamp = `_${started.toISOString()}, \`${command}\`, load average ${loadAtStart.toFixed(2)} → ${loadAtEnd.toFixed(2)}_`;
+  const blocks = readBlocks();
+  parts.forEach((part, i) => blocks.set(blockId(part), `${stamp}\n\n${renderMarkdown([sections[i]!]).trim()}`));
+  const ordered = Object.values(SUITES)
+    .flatMap((suite) => suite.parts)
+    .map((part) => [blockId(part), blocks.get(blockId(part))] as const)
+    .filter((entry): entry is readonly [string, string] => entry[1] !== undefined)
+    .map(([id, body]) => `<!-- ${id}:start -->\n${body}\n<!-- ${id}:end -->`);
   const header = [
     '# Benchmark results',
     '',
-    `Written by \`${command}\` (bench/run.ts); every run overwrites this file. Figures are from one run, not asserted.`,
+    'Written by `npm run bench` (bench/run.ts). Each part keeps the figures of its last run, stamped with',
+    'its date, command and the load average (other work on the machine scatters the figures). Figures are',
+    'printed against a baseline measured in the same run; nothing here is asserted by a test.',
     '',
-    `- Date: ${started.toISOString()} (run took ${seconds.toFixed(0)} s)`,
-    `- CPU: ${m.cpu}, ${m.cores} logical cores, ${m.memory} RAM`,
-    `- Node: ${m.node}`,
-    `- OS: ${m.os}`,
-    `- Load average (1 min) at start / end: ${loadAtStart.toFixed(2)} / ${loadAtEnd.toFixed(2)} (other work on the machine scatters the figures)`,
-    `- Reproduce: \`${command}\``,
+    `- Machine: ${m.cpu}, ${m.cores} logical cores, ${m.memory} RAM; Node ${m.node}; ${m.os}`,
+    '- Reproduce: `npm run bench -- all` (or one suite: `core`, `cluster`, `protection`, `verify`)',
     '',
   ];
-  writeFileSync(RESULTS, `${header.join('\n')}\n${renderMarkdown(sections)}`);
+  writeFileSync(RESULTS, `${header.join('\n')}\n${ordered.join('\n\n')}\n`);
   process.stdout.write(`\nwrote ${RESULTS} (${seconds.toFixed(0)} s)\n`);
   return 0;
+}
+
+const blockId = (part: Part): string => {
+  const suite = Object.entries(SUITES).find(([, s]) => s.parts.includes(part))?.[0] ?? 'other';
+  return `bench:${suite}/${part.name}`;
+};
+
+/** The part blocks already in RESULTS.md, by id. */
+function readBlocks(): Map<string, string> {
+  const blocks = new Map<string, string>();
+  if (!existsSync(RESULTS)) return blocks;
+  const text = readFileSync(RESULTS, 'utf8');
+  for (const match of text.matchAll(/<!-- (bench:[\w-]+\/[\w-]+):start -->\n([\s\S]*?)\n<!-- \1:end -->/g)) blocks.set(match[1]!, match[2]!);
+  return blocks;
 }
 
 process.exitCode = await main(process.argv.slice(2));

@@ -113,6 +113,13 @@ export function parseDuration(raw: unknown, name: string): number {
   return seconds;
 }
 
+/** A duration no longer than `max` seconds. */
+function boundedDuration(raw: unknown, name: string, max: number): number {
+  const seconds = parseDuration(raw, name);
+  if (seconds > max) fail(name, `must be at most ${max / 86400} days`);
+  return seconds;
+}
+
 const url =
   (...protocols: string[]): Parser<string | undefined> =>
   (raw, name) => {
@@ -187,7 +194,7 @@ const SETTINGS: { [K in keyof Config]: Setting<Config[K]> } = {
   hashConcurrency: { env: 'LATCH_HASH_CONCURRENCY', parse: int(1, 64), default: 4 },
   hashQueue: { env: 'LATCH_HASH_QUEUE', parse: int(0, 10_000), default: 64 },
   auditRetention: { env: 'LATCH_AUDIT_RETENTION', parse: parseDuration, default: 90 * 86400 },
-  lockDuration: { env: 'LATCH_LOCK_DURATION', parse: parseDuration, default: 86400 },
+  lockDuration: { env: 'LATCH_LOCK_DURATION', parse: (raw, name) => boundedDuration(raw, name, 366 * 86400), default: 86400 },
   throttleDeviceFailures: { env: 'LATCH_THROTTLE_DEVICE_FAILURES', parse: int(1, 10_000), default: 10 },
   throttleUserFailures: { env: 'LATCH_THROTTLE_USER_FAILURES', parse: int(1, 10_000), default: 5 },
   throttleIpFailures: { env: 'LATCH_THROTTLE_IP_FAILURES', parse: int(1, 1_000_000), default: 100 },

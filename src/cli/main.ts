@@ -1,7 +1,8 @@
 // `latch <command>`: serve, and the operator commands that act on the same store as a running
 // server (their revocations reach it within LATCH_POLL_INTERVAL).
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, parseDuration, type Config } from '../config.ts';
 import { ConfigError, LatchError } from '../core/errors.ts';
@@ -31,10 +32,23 @@ Commands:
                                      prints its id and secret once; only the secret's hash is kept
   clients list                       list resource-server clients
   clients remove <name>              remove a client; its credential stops working at once
+  bench [suite]                      run the benchmarks (core, cluster, protection, verify, all;
+                                     from a source checkout; see bench/README.md)
 
 Configuration: LATCH_* environment variables or --config FILE (see docs/configuration.md).`;
 
 class UsageError extends Error {}
+
+/** `latch bench`: bench/run.ts in a child with --expose-gc (the memory figures need it). */
+async function bench(args: string[]): Promise<number> {
+  const runner = fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
+  if (!existsSync(runner)) {
+    process.stderr.write('latch: the benchmarks ship with the source checkout only (bench/run.ts is missing)\n');
+    return 1;
+  }
+  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', runner, ...args], { stdio: 'inherit' });
+  return new Promise((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version: string };
@@ -203,6 +217,7 @@ export async function main(argv: string[]): Promise<number> {
     revokeSessions: values['revoke-sessions'] ?? false,
   };
   try {
+    if (command === 'bench') return await bench(rest);
     const config = loadConfig({ file: values.config ?? process.env.LATCH_CONFIG, warn: (m) => process.stderr.write(`latch: warning: ${m}\n`) });
     switch (command) {
       case 'serve':

@@ -33,6 +33,8 @@ export interface RotationResult {
   activeFrom: number;
   disabled: string[];
   revocations: RevocationRow[];
+  /** a scheduled rotation was already pending: nothing changed */
+  pending?: boolean;
 }
 
 export class KeyRotation {
@@ -105,7 +107,7 @@ export class KeyRotation {
       const record = createSigningKeyRecord(this.settings.alg, this.sealer, now, 'next');
       if (!options.emergency) {
         const pending = this.keyRing.nextKey();
-        if (pending) return { kid: pending.kid, activeFrom: pending.activatedAt ?? now, disabled: [], revocations: [] };
+        if (pending) return { kid: pending.kid, activeFrom: pending.activatedAt ?? now, disabled: [], revocations: [], pending: true };
         await this.store.insertSigningKey({ ...record, activatedAt: now + this.leadMs });
         return { kid: record.kid, activeFrom: now + this.leadMs, disabled: [], revocations: [] };
       }
@@ -124,7 +126,7 @@ export class KeyRotation {
       return { kid: record.kid, activeFrom: now, disabled, revocations };
     });
     if (!result) throw new LatchError('rotation_in_progress', { retryAfter: 1 });
-    if (!options.emergency) {
+    if (!options.emergency && !result.pending) {
       await this.store.appendAudit({ type: 'key.rotated', at: this.clock.now(), actor: options.actor, subject: result.kid, ip: null, userAgent: null, detail: { emergency: false, active_from: new Date(result.activeFrom).toISOString() } });
     }
     await this.keyRing.load();

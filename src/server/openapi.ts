@@ -60,7 +60,7 @@ export function buildOpenApi(routes: Collected[], info: { issuer: string; versio
     paths[path]![r.method] = {
       summary: r.schema.summary,
       ...(parameters.length ? { parameters } : {}),
-      ...(r.schema.body ? { requestBody: { required: r.url !== '/v1/logout' && r.url !== '/v1/refresh', content: { 'application/json': { schema: r.schema.body } } } } : {}),
+      ...(r.schema.body ? { requestBody: { required: (r.schema.body as { '~optional'?: boolean })['~optional'] !== true, content: { 'application/json': { schema: r.schema.body } } } } : {}),
       ...(r.bearer ? { security: [{ bearer: [] }] } : {}),
       responses,
     };

@@ -1,6 +1,7 @@
 // The OAuth standard endpoints that existing tooling expects: RFC 8414 metadata, the RFC 6749
 // §6 refresh grant, RFC 7009 revocation and RFC 7662 introspection. Bodies are form-encoded and
 // errors are RFC 6749 §5.2 documents ({error, error_description}), not problem+json.
+import { ipBucket } from '../../core/throttle.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { ClientRegistry } from '../../core/clients.ts';
@@ -192,7 +193,7 @@ export async function oauthRoutes(scope: FastifyInstance, options: OAuthRouteOpt
     authenticateClient(request, clients, { client_id: single(form, 'client_id'), client_secret: single(form, 'client_secret') });
 
   /** The bucket key: the authenticated client, else the caller's address. */
-  const callerKey = (auth: ClientAuthentication, request: FastifyRequest): string => ('client' in auth ? `client:${auth.client.id}` : `ip:${request.ip}`);
+  const callerKey = (auth: ClientAuthentication, request: FastifyRequest): string => ('client' in auth ? `client:${auth.client.id}` : `ip:${ipBucket(request.ip)}`);
 
   app.post('/token', { config }, async (request, reply) => {
     const form = formOf(request);

@@ -210,7 +210,7 @@ async function runPropagation(progress: (line: string) => void): Promise<Section
       ],
       notes: [
         `The goals are DESIGN.md's: refused by every other node within 100 ms at p99, aiming at ${REDIS_GOAL_MS} ms, measured across processes; within the poll interval with no bus.`,
-        `Without a bus a node learns of the logout at its next poll: each poll is set with setTimeout once the previous read has finished, so the worst case is the interval plus one read of the head and the rows, plus the probe's round trip.`,
+        `Without a bus a node learns of the logout at its next poll: polls run at a fixed rate (setInterval), so the worst case is the interval plus one read of the head and the rows, plus the probe's round trip.`,
         `Client, three nodes and the services share this machine's ${cpus().length} cores.`,
       ],
     };
@@ -261,7 +261,7 @@ async function runRefresh(progress: (line: string) => void): Promise<Section> {
     progress('  starting a PostgreSQL node and a SQLite node…');
     const [pgNodes, sqliteNodes] = await Promise.all([
       startNodes(['postgres'], clusterEnv(await s.database(), undefined)),
-      startNodes(['sqlite'], { LATCH_MASTER_KEY: masterKey(), LATCH_LOG_LEVEL: 'warn' }),
+      startNodes(['sqlite'], { LATCH_MASTER_KEY: masterKey(), LATCH_LOG_LEVEL: 'warn', LATCH_RATE_LIMITS: 'off' }),
     ]);
     const targets = [
       { label: 'PostgreSQL', node: pgNodes[0]! },

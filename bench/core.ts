@@ -388,7 +388,9 @@ function applySessions(state: RevocationState, count: number, nowMs: number): vo
 const heapAfterGc = (): number => {
   gc();
   gc();
-  return process.memoryUsage().heapUsed;
+  // the fingerprint table of the revocation set lives in an ArrayBuffer, outside the JS heap
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
 };
 
 async function runMemory(progress: (line: string) => void): Promise<Section> {
@@ -404,12 +406,12 @@ async function runMemory(progress: (line: string) => void): Promise<Section> {
   return {
     title: 'Memory per live revocation entry',
     method: [
-      `A fresh RevocationState; heapUsed after two global.gc() before and after applying ${fmtInt(MEMORY_ENTRIES)} session rows`,
+      `A fresh RevocationState; heapUsed + arrayBuffers after two global.gc() before and after applying ${fmtInt(MEMORY_ENTRIES)} session rows`,
       'with expiry in the future, targets shaped like Latch session ids (22-char base64url of 16 random bytes), held by the state only.',
     ],
     tables: [
       {
-        columns: ['live entries', 'heap growth', 'bytes / entry', `goal ≤ ${MEMORY_GOAL}`],
+        columns: ['live entries', 'memory growth', 'bytes / entry', `goal ≤ ${MEMORY_GOAL}`],
         rows: [[fmtInt(MEMORY_ENTRIES), `${((after - before) / 2 ** 20).toFixed(1)} MiB`, perEntry.toFixed(1), goal(perEntry <= MEMORY_GOAL)]],
       },
     ],

@@ -403,7 +403,7 @@ describe('latch/verify: start-up', () => {
 
 describe('latch/verify: the in-memory revocation set', () => {
   it('finds every revoked session among many, none that is not, and forgets entries at their expiry', async () => {
-    const { RevocationSet } = await import('../src/verify/state.ts');
+    const { RevocationSet } = await import('../src/core/revocation-set.ts');
     const set = new RevocationSet();
     const now = Date.now();
     const ids = Array.from({ length: 50_000 }, (_, i) => `session-${i}`);

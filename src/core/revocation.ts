@@ -4,58 +4,18 @@ import type { Bus } from '../bus/port.ts';
 import type { RevocationHead, RevocationRow, Store } from '../store/port.ts';
 import type { Clock } from './clock.ts';
 import type { LatchMetrics } from './metrics.ts';
+import { RevocationSet } from './revocation-set.ts';
 
 /**
- * Revoked session ids and disabled key ids. A session entry is dropped at its expiry: by then
- * every access token it could cover has expired too, so memory stays bounded by
- * (revocation rate × access-token TTL).
+ * The server's revocation state: the shared RevocationSet, fed with log rows. A session entry
+ * is dropped at its expiry: by then every access token it could cover has expired too, so
+ * memory stays bounded by (revocation rate × access-token TTL).
  */
-export class RevocationState {
-  /** session id → expiry in whole seconds (a small integer, so V8 stores it inline) */
-  private readonly sessions = new Map<string, number>();
-  private readonly keys = new Set<string>();
-
-  isSessionRevoked(sid: string): boolean {
-    return this.sessions.has(sid);
-  }
-
-  isKeyDisabled(kid: string): boolean {
-    return this.keys.has(kid);
-  }
-
-  get size(): number {
-    return this.sessions.size + this.keys.size;
-  }
-
-  get disabledKeys(): ReadonlySet<string> {
-    return this.keys;
-  }
-
+export class RevocationState extends RevocationSet {
   /** Idempotent: applying a row twice changes nothing. */
   apply(row: Pick<RevocationRow, 'kind' | 'target' | 'expiresAt'>, nowMs: number): void {
-    if (row.kind === 'key') {
-      this.keys.add(row.target);
-    } else if (row.expiresAt !== null && row.expiresAt > nowMs) {
-      this.sessions.set(row.target, Math.ceil(row.expiresAt / 1000));
-    }
-  }
-
-  /** Drops session entries whose tokens have all expired. */
-  prune(nowMs: number): number {
-    const nowS = Math.floor(nowMs / 1000);
-    let dropped = 0;
-    for (const [sid, expiresS] of this.sessions) {
-      if (expiresS <= nowS) {
-        this.sessions.delete(sid);
-        dropped += 1;
-      }
-    }
-    return dropped;
-  }
-
-  clear(): void {
-    this.sessions.clear();
-    this.keys.clear();
+    if (row.kind === 'key') this.disableKey(row.target);
+    else if (row.expiresAt !== null) this.revokeSession(row.target, Math.ceil(row.expiresAt / 1000), nowMs);
   }
 }
 

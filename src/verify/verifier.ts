@@ -6,7 +6,7 @@ import { basicAuthorization, IssuerClient, IssuerError, maxAge, parseFeedEvent, 
 import { importKeySet, type PublicKey } from './keys.ts';
 import { EventStreamParser, type ServerEvent } from './sse.ts';
 import { openStream } from './stream.ts';
-import { RevocationSet } from './state.ts';
+import { RevocationSet } from '../core/revocation-set.ts';
 import { fingerprint, VerifiedTokenCache } from './cache.ts';
 import { CLOCK_TOLERANCE_S, TokenChecker, UnknownKid, type KeyView, type LatchClaims, type VerifiedToken } from './token.ts';
 

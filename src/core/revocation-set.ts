@@ -1,5 +1,6 @@
-// The live part of the issuer's revocation log, in this process's memory: revoked session ids
-// until their expiry, and disabled key ids forever. Checked on every call with no I/O.
+// The live part of a revocation log in memory: revoked session ids until their expiry, and
+// disabled key ids forever. Checked on every authenticated request with no I/O, by the server
+// (through RevocationState) and by latch/verify alike. Pure: no imports, no I/O.
 
 /**
  * Fingerprints of the revoked session ids in an open-addressing table of 32-bit integers. Nearly
@@ -8,9 +9,11 @@
  * fingerprint hit goes on to the Map, which stays the authority. Dropped ids stay in the table
  * (they only cost a Map lookup that misses) until the next rebuild.
  */
+const MIN_SLOTS = 1 << 10;
+
 class SessionFilter {
-  private slots = new Int32Array(1 << 10);
-  private mask = (1 << 10) - 1;
+  private slots = new Int32Array(MIN_SLOTS);
+  private mask = MIN_SLOTS - 1;
   /** fingerprints stored, including those of ids dropped since the last rebuild */
   private stored = 0;
 
@@ -34,9 +37,9 @@ class SessionFilter {
     if (this.insert(fingerprint(sid))) this.stored += 1;
   }
 
-  /** Starts over from the ids still live (after a prune dropped many). */
+  /** Starts over from the ids still live (after a prune dropped many, or a clear). */
   rebuild(sids: Iterable<string>, size: number): void {
-    let capacity = 1 << 10;
+    let capacity = MIN_SLOTS;
     while (capacity < size * 2) capacity *= 2;
     this.slots = new Int32Array(capacity);
     this.mask = capacity - 1;
@@ -76,9 +79,9 @@ function fingerprint(id: string): number {
 
 export class RevocationSet {
   /** session id → expiry in whole seconds (a small integer, so V8 stores it inline) */
-  private readonly sessions = new Map<string, number>();
+  protected readonly sessions = new Map<string, number>();
   private readonly filter = new SessionFilter();
-  private readonly keys = new Set<string>();
+  protected readonly keys = new Set<string>();
 
   isSessionRevoked(sid: string): boolean {
     return this.filter.mightContain(sid) && this.sessions.has(sid);
@@ -105,6 +108,17 @@ export class RevocationSet {
 
   disableKey(kid: string): void {
     this.keys.add(kid);
+  }
+
+  /** Session entries plus disabled keys. */
+  get size(): number {
+    return this.sessions.size + this.keys.size;
+  }
+
+  clear(): void {
+    this.sessions.clear();
+    this.keys.clear();
+    this.filter.rebuild([], 0);
   }
 
   /** Drops session entries whose tokens have all expired; returns how many. */

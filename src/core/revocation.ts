@@ -5,6 +5,7 @@ import type { RevocationHead, RevocationRow, Store } from '../store/port.ts';
 import type { Clock } from './clock.ts';
 import type { LatchMetrics } from './metrics.ts';
 import { RevocationSet } from './revocation-set.ts';
+import { CoalescedRun } from './coalesce.ts';
 
 /**
  * The server's revocation state: the shared RevocationSet, fed with log rows. A session entry
@@ -47,12 +48,17 @@ export class RevocationSync {
   /** ms at which the store's head was last confirmed */
   private confirmedAt = -Infinity;
   private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
-  private again = false;
+  private readonly sync: CoalescedRun;
   private unsubscribe: (() => void) | null = null;
   private stopped = false;
 
-  constructor(private readonly options: RevocationSyncOptions) {}
+  constructor(private readonly options: RevocationSyncOptions) {
+    this.sync = new CoalescedRun(
+      () => this.syncOnce(),
+      (err) => this.options.onError?.(err),
+      () => this.stopped,
+    );
+  }
 
   get state(): RevocationState {
     return this.current;
@@ -71,7 +77,7 @@ export class RevocationSync {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.unsubscribe?.();
-    await this.running;
+    await this.sync.settled();
   }
 
   /** True while the head was confirmed within the staleness budget. */
@@ -105,23 +111,7 @@ export class RevocationSync {
 
   /** Runs a sync now (coalesced with one already running). */
   wake(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.syncOnce();
-        } while (this.again && !this.stopped);
-      } catch (err) {
-        this.options.onError?.(err);
-      } finally {
-        this.running = null;
-      }
-    })();
-    return this.running;
+    return this.sync.wake();
   }
 
   /** A fixed-rate poll: the next read starts on the beat, not an interval after the last one ended. */

@@ -4,6 +4,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { Type } from 'typebox';
+import { CoalescedRun } from '../../core/coalesce.ts';
 import type { ClientRegistry } from '../../core/clients.ts';
 import { LatchError } from '../../core/errors.ts';
 import type { Latch } from '../../core/latch.ts';
@@ -169,8 +170,12 @@ class FeedStream {
   private readonly expectedLogId: string | null;
   private readonly firstHead: RevocationHead;
   private closed = false;
-  private running: Promise<void> | null = null;
-  private again = false;
+  // a store that does not answer sends no heartbeat, so the reader turns stale, as it must
+  private readonly pumping = new CoalescedRun(
+    () => this.pump(),
+    () => {},
+    () => this.closed,
+  );
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private clientCheckedAt = Date.now();
@@ -254,23 +259,7 @@ class FeedStream {
 
   /** Runs a pump now, coalesced with one already running. */
   private wake(): Promise<void> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.pump();
-        } while (this.again && !this.closed);
-      } catch {
-        // the store did not answer: no heartbeat goes out, so the reader turns stale, as it must
-      } finally {
-        this.running = null;
-      }
-    })();
-    return this.running;
+    return this.pumping.wake();
   }
 
   /** Sends every live row after the cursor up to the head, then a heartbeat if this node is fresh. */

@@ -45,7 +45,7 @@ export class FakeClock {
   }
 
   /** Moves time without firing timers, as a throttled background tab experiences it. */
-  skip(ms: number): void {
+  jump(ms: number): void {
     this.t += ms;
   }
 
